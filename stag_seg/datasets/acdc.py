@@ -1,0 +1,54 @@
+"""ACDC (Adverse Conditions Dataset with Correspondences), one weather condition per dataset."""
+from __future__ import annotations
+
+import os.path as osp
+
+from mmseg.datasets.cityscapes import CityscapesDataset
+from mmseg.registry import DATASETS
+
+ACDC_CONDITIONS = ('fog', 'night', 'rain', 'snow')
+
+
+@DATASETS.register_module()
+class ACDCDataset(CityscapesDataset):
+    """One ACDC condition/split: ``rgb_anon/<cond>/<split>`` with ``gt/<cond>/<split>`` labels.
+
+    Uses the 19 Cityscapes train ids (and palette); ``<split>_ref`` folders and the other
+    ``gt`` files (``_gt_labelColor`` etc.) are ignored. Samples are sorted by image path.
+    """
+
+    def __init__(self,
+                 condition: str,
+                 split: str = 'train',
+                 data_root: str | None = 'data/acdc',
+                 **kwargs) -> None:
+        if condition not in ACDC_CONDITIONS:
+            raise ValueError(f'ACDCDataset: unknown condition={condition!r}; '
+                             f'valid conditions are {", ".join(ACDC_CONDITIONS)}')
+        if data_root is None or not osp.isdir(data_root):
+            raise FileNotFoundError(f'ACDCDataset: data_root {data_root!r} does not exist '
+                                    'or is not a directory')
+        self.condition, self.split = condition, split
+        for sub in ('rgb_anon', 'gt'):
+            folder = osp.join(data_root, sub, condition, split)
+            if not osp.isdir(folder):
+                raise FileNotFoundError(f'ACDCDataset: missing folder {folder} '
+                                        f'(condition={condition!r}, split={split!r})')
+        kwargs.setdefault('data_prefix', {'img_path': f'rgb_anon/{condition}/{split}',
+                                          'seg_map_path': f'gt/{condition}/{split}'})
+        super().__init__(img_suffix='_rgb_anon.png', seg_map_suffix='_gt_labelTrainIds.png',
+                         data_root=data_root, **kwargs)
+
+    def load_data_list(self) -> list[dict]:
+        """List image/label pairs sorted by image path; every image must have its label."""
+        data_list = sorted(super().load_data_list(), key=lambda info: info['img_path'])
+        img_dir = self.data_prefix['img_path']
+        if not data_list:
+            raise ValueError(f'ACDCDataset: empty domain, no *{self.img_suffix} images '
+                             f'under {img_dir}')
+        for info in data_list:
+            seg = info.get('seg_map_path')
+            if seg is not None and not osp.isfile(seg):
+                raise FileNotFoundError(f'ACDCDataset: image {info["img_path"]} has no label '
+                                        f'file; expected {seg}')
+        return data_list

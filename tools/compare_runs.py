@@ -1,0 +1,31 @@
+"""Compare CTTA runs: one mIoU-over-the-stream figure and one methods x domains table."""
+import argparse
+import os.path as osp
+import sys
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument('work_dirs', nargs='+', metavar='WORK_DIR',
+                        help='run directories holding results.jsonl')
+    parser.add_argument('--out', default='compare_miou.png', help='figure path')
+    parser.add_argument('--names', nargs='+', help='method names, one per WORK_DIR')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+    from stag_seg.reports import format_comparison, load_runs, plot_miou
+
+    try:
+        runs = load_runs(args.work_dirs, args.names)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f'compare_runs: {e}')
+    print(format_comparison(runs))
+    plot_miou(runs, args.out)
+    print(f'figure: {args.out}')
+
+
+if __name__ == '__main__':
+    main()
