@@ -7,7 +7,7 @@ if [ -f tools/demo.py ]; then
   exec python tools/demo.py "$@"
 fi
 echo "[demo] tools/demo.py not found; running a SegFormer-B5 forward-pass smoke test"
-exec python -c '
+exec python -W ignore::UserWarning -c '
 import torch
 import stag_seg  # noqa: F401
 from mmengine.config import Config
