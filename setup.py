@@ -17,7 +17,7 @@ setup(
     version=VERSION,
     description='Continual test-time adaptation for MMSegmentation 1.x (STAG)',
     packages=find_packages(include=['stag_seg', 'stag_seg.*']),
-    python_requires='>=3.9',
+    python_requires='>=3.10',
     install_requires=[
         'torch>=2.1,<2.15',
         'mmengine>=0.10.4,<0.11',

@@ -17,8 +17,7 @@ from stag_seg.engine.metrics import RunningIoU, find_iou_metric
 from stag_seg.engine.predictions import prediction_path, save_prediction
 from stag_seg.engine.progress import StageProgress
 from stag_seg.engine.state import load_state, save_state
-from stag_seg.engine.stream import (Domain, MixedDataset, Stage, build_domain,
-                                    plan_stages)
+from stag_seg.engine.stream import Domain, MixedDataset, Stage, build_domain, plan_stages
 from stag_seg.engine.tap import ModuleTap, get_submodule
 from stag_seg.registry import TTA_METHODS
 from stag_seg.reports import append_record, load_records, truncate_records, write_reports
@@ -228,7 +227,7 @@ class ContinualTTALoop(BaseLoop):
                 names = (self._mixed_names(loader, idx, len(data_batch['inputs'])) if mixed
                          else [stage.domains[0]] * len(data_batch['inputs']))
                 outputs, updated = self.run_iter(idx, data_batch, stage.adapt)
-                for sample, name in zip(outputs, names):
+                for sample, name in zip(outputs, names, strict=False):
                     self._score(sample, name, stage.round)
                     counts[name] += 1
                     skipped[name] += int(stage.adapt and not updated)
@@ -297,7 +296,7 @@ class ContinualTTALoop(BaseLoop):
             'num_images': num_images,
             'mIoU': metrics['mIoU'], 'mAcc': metrics['mAcc'], 'aAcc': metrics['aAcc'],
             'IoU': {c: (round(float(v), 2) if np.isfinite(v) else None)
-                    for c, v in zip(classes, class_iou)},
+                    for c, v in zip(classes, class_iou, strict=False)},
             'skipped_updates': skipped,
         }
         if not stage.adapt:

@@ -90,7 +90,8 @@ def format_rows(header: Sequence[str], rows: Sequence[Sequence[Cell]]) -> str:
     widths = [max(len(r[i]) for r in text) for i in range(len(header))]
     lines = []
     for row in text:
-        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        cells = [c.ljust(w) if i == 0 else c.rjust(w)
+                 for i, (c, w) in enumerate(zip(row, widths, strict=False))]
         lines.append('  '.join(cells).rstrip())
     return '\n'.join(lines)
 

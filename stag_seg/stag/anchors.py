@@ -23,6 +23,7 @@ class StructuralAnchors:
         anchors: feature space (K, C), row k is a_k = W^T v_k;
             classifier space (K, K, C), A_k = v_k w_k^T.
         gram: (K, K) Gram matrix W W^T.
+        anchor_dir: anchors scaled to unit norm per class (tiny anchors underflow otherwise).
         anchor_proj: (K, K) row k is Gm v_k / |a_k|, so that cos(g, a_k) = u . anchor_proj_k / |g|.
         logit_grad_dir: (K, K) v_k / |v_k|.
         weight_dir: (K, C) w_k / |w_k|.
@@ -34,6 +35,7 @@ class StructuralAnchors:
     weight: Tensor
     logit_grad: Tensor
     anchors: Tensor
+    anchor_dir: Tensor
     gram: Tensor
     anchor_proj: Tensor
     logit_grad_dir: Tensor
@@ -53,7 +55,9 @@ class StructuralAnchors:
 
 
 def _unit_rows(x: Tensor, eps: float = 1e-300) -> Tensor:
-    return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
+    """x / |x| over all dims but the first."""
+    norm = x.flatten(1).norm(dim=1).clamp_min(eps)
+    return x / norm.view(-1, *([1] * (x.dim() - 1)))
 
 
 def structural_anchors(weight: Tensor,
@@ -110,6 +114,7 @@ def structural_anchors(weight: Tensor,
         weight=w.to(dtype),
         logit_grad=v.to(dtype),
         anchors=anchors.to(dtype),
+        anchor_dir=_unit_rows(anchors).to(dtype),
         gram=gram.to(dtype),
         anchor_proj=anchor_proj.to(dtype),
         logit_grad_dir=_unit_rows(v).to(dtype),

@@ -41,9 +41,7 @@ def feature_cosine_naive(u: Tensor, pred: Tensor, anchors: StructuralAnchors,
                          eps: float = 1e-8) -> Tensor:
     """Reference C-space form: builds g_i = W^T u_i per pixel, (P, C). Same value as K-space."""
     g = u @ anchors.weight                                 # (P, C)
-    a = anchors.anchors[pred]                              # (P, C)
-    a_norm = a.norm(dim=1).clamp_min(torch.finfo(a.dtype).tiny)
-    return (g * a).sum(1) / (_safe_norm(g.pow(2).sum(1), eps) * a_norm)
+    return (g * anchors.anchor_dir[pred]).sum(1) / _safe_norm(g.pow(2).sum(1), eps)
 
 
 def classifier_cosine(u: Tensor, feats: Tensor, pred: Tensor, anchors: StructuralAnchors,

@@ -35,5 +35,5 @@ stream_loop = dict(
     method=dict(type='tent'),    # 'source' | 'tent' | 'tent-pl'
     optimizer=dict(type='Adam', lr=6e-5 / 8, betas=(0.9, 0.999)),
     reset='never',
-    forgetting=None,             # e.g. dict(name='cityscapes_val', dataset=dict(type=...))
+    # forgetting=dict(name='cityscapes_val', dataset=dict(type='CityscapesDataset', ...)),
 )

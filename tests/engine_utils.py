@@ -1,0 +1,73 @@
+"""Helpers for engine tests: the tiny config on a fixture tree, and test-only hooks."""
+from __future__ import annotations
+
+import os.path as osp
+
+import torch
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
+from mmseg.registry import HOOKS
+
+import stag_seg  # noqa: F401
+from stag_seg.engine.launch import load_tta_config
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TINY_CONFIG = osp.join(REPO, 'tests', 'configs', 'tiny_segformer_acdc.py')
+
+
+def tiny_options(data_root: str, num_rounds: int = 2, **extra) -> dict:
+    """cfg_options that point the tiny config at a fixture tree with 64x32 inputs."""
+    options = {
+        'test_dataloader.dataset.data_root': data_root,
+        'test_dataloader.num_workers': 0,
+        'test_dataloader.persistent_workers': False,
+        'test_dataloader.dataset.pipeline.1.scale': (64, 32),
+        'test_cfg.num_rounds': num_rounds,
+        'test_cfg.progress': False,
+        'randomness': dict(seed=0),
+        'log_level': 'WARNING',
+    }
+    options.update(extra)
+    return options
+
+
+def build_runner(work_dir: str, data_root: str, resume: bool = False, config: str = TINY_CONFIG,
+                 **extra) -> Runner:
+    cfg = load_tta_config(config, work_dir, tiny_options(data_root, **extra), resume=resume)
+    return Runner.from_cfg(cfg)
+
+
+@HOOKS.register_module()
+class CrashAfterItersHook(Hook):
+    """Raises after ``iters`` test iterations: a run killed mid-stream."""
+
+    def __init__(self, iters: int) -> None:
+        self.iters = iters
+        self.seen = 0
+
+    def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        self.seen += 1
+        if self.seen == self.iters:
+            raise KeyboardInterrupt('killed by test')
+
+
+@HOOKS.register_module()
+class NonFiniteLossHook(Hook):
+    """Adds a NaN loss term at the given (1-based) adaptation steps; snapshots the model."""
+
+    def __init__(self, steps: tuple[int, ...]) -> None:
+        self.steps = set(steps)
+        self.step = 0
+        self.snapshots: dict[int, tuple[dict, dict]] = {}
+
+    def after_tta_forward(self, runner, batch_idx, data_batch, outputs, losses) -> None:
+        self.step += 1
+        if self.step in self.steps:
+            state = {k: v.clone() for k, v in runner.model.state_dict().items()}
+            self.snapshots[self.step] = (state, None)
+            losses['loss_nan'] = torch.tensor(float('nan'))
+
+    def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        if self.step in self.snapshots and self.snapshots[self.step][1] is None:
+            after = {k: v.clone() for k, v in runner.model.state_dict().items()}
+            self.snapshots[self.step] = (self.snapshots[self.step][0], after)

@@ -1,0 +1,133 @@
+"""Each bad input gets one clear error naming its culprit, and loses no results already written."""
+import os
+import os.path as osp
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from engine_utils import TINY_CONFIG, build_runner, tiny_options
+from fixture_data import make_acdc_tree
+from mmengine.runner import save_checkpoint
+
+from stag_seg.engine.launch import load_tta_config, run_tta
+from stag_seg.reports import load_records
+
+
+@pytest.fixture
+def acdc(tmp_path):
+    return make_acdc_tree(str(tmp_path / 'acdc'), size=(128, 64))
+
+
+@pytest.fixture
+def work_dir(tmp_path):
+    """A work dir holding the results of an earlier run, which a failed start must keep."""
+    path = tmp_path / 'work'
+    path.mkdir()
+    (path / 'results.jsonl').write_text('{"earlier": "run"}\n')
+    return str(path)
+
+
+def _first(acdc: str, condition: str, kind: str) -> str:
+    folder = 'rgb_anon' if kind == 'image' else 'gt'
+    suffix = '_rgb_anon.png' if kind == 'image' else '_gt_labelTrainIds.png'
+    for root, _, files in sorted(os.walk(osp.join(acdc, folder, condition, 'train'))):
+        for name in sorted(files):
+            if name.endswith(suffix):
+                return osp.join(root, name)
+    raise AssertionError('fixture has no such file')
+
+
+def _earlier_results_kept(work_dir: str) -> None:
+    with open(osp.join(work_dir, 'results.jsonl')) as f:
+        assert f.read() == '{"earlier": "run"}\n'
+
+
+def test_missing_data_root(work_dir, tmp_path):
+    missing = str(tmp_path / 'no_such_acdc')
+    with pytest.raises(FileNotFoundError, match='no_such_acdc'):
+        build_runner(work_dir, missing).test()
+    _earlier_results_kept(work_dir)
+
+
+def test_missing_condition_folder(work_dir, acdc):
+    shutil.rmtree(osp.join(acdc, 'rgb_anon', 'rain'))
+    with pytest.raises(FileNotFoundError, match=r'rgb_anon/rain'):
+        build_runner(work_dir, acdc).test()
+    _earlier_results_kept(work_dir)
+
+
+def test_image_without_label(work_dir, acdc):
+    label = _first(acdc, 'snow', 'label')
+    os.remove(label)
+    image = _first(acdc, 'snow', 'image')
+    with pytest.raises(FileNotFoundError, match=osp.basename(image)):
+        build_runner(work_dir, acdc).test()
+    _earlier_results_kept(work_dir)
+
+
+def test_empty_domain(work_dir, acdc):
+    for kind in ('rgb_anon', 'gt'):
+        shutil.rmtree(osp.join(acdc, kind, 'night', 'train'))
+        os.makedirs(osp.join(acdc, kind, 'night', 'train'))
+    with pytest.raises(ValueError, match=r'empty.*night|night.*empty'):
+        build_runner(work_dir, acdc).test()
+    _earlier_results_kept(work_dir)
+
+
+def test_unreadable_image_mid_stream(tmp_path, acdc):
+    image = _first(acdc, 'rain', 'image')
+    with open(image, 'wb') as f:
+        f.write(b'not a png')
+    work_dir = str(tmp_path / 'w')
+    with pytest.raises(Exception, match=osp.basename(image)):
+        build_runner(work_dir, acdc).test()
+    records = load_records(work_dir)
+    assert [r['domain'] for r in records] == ['fog', 'night']
+    assert osp.getsize(osp.join(work_dir, 'results.md')) > 0
+
+
+def test_label_ids_outside_the_classes_mid_stream(tmp_path, acdc):
+    label_path = _first(acdc, 'night', 'label')
+    label = cv2.imread(label_path, cv2.IMREAD_UNCHANGED)
+    label[0, :5] = 42
+    cv2.imwrite(label_path, label)
+    work_dir = str(tmp_path / 'w')
+    with pytest.raises(ValueError, match=osp.basename(label_path)) as error:
+        build_runner(work_dir, acdc).test()
+    assert '42' in str(error.value)
+    assert [r['domain'] for r in load_records(work_dir)] == ['fog']
+
+
+def test_checkpoint_with_another_class_count(work_dir, acdc, tmp_path):
+    from mmseg.registry import MODELS
+    cfg = load_tta_config(TINY_CONFIG, work_dir, tiny_options(acdc))
+    cfg.model.decode_head.num_classes = 10
+    model = MODELS.build(cfg.model)
+    checkpoint = str(tmp_path / 'ten_classes.pth')
+    save_checkpoint({'state_dict': model.state_dict(), 'meta': {'note': 'ten'}}, checkpoint)
+    cfg = load_tta_config(TINY_CONFIG, work_dir, tiny_options(acdc))
+    with pytest.raises(ValueError, match='ten_classes.pth') as error:
+        run_tta(cfg, checkpoint)
+    assert 'conv_seg' in str(error.value)
+    _earlier_results_kept(work_dir)
+
+
+def test_matching_checkpoint_is_loaded(tmp_path, acdc):
+    from mmseg.registry import MODELS
+    cfg = load_tta_config(TINY_CONFIG, str(tmp_path / 'w'),
+                          tiny_options(acdc, **{'test_cfg.method.type': 'source',
+                                                'test_cfg.num_rounds': 1}))
+    torch.manual_seed(123)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    checkpoint = str(tmp_path / 'source.pth')
+    save_checkpoint({'state_dict': model.state_dict(), 'meta': {'arr': np.arange(3)}},
+                    checkpoint)
+    run_tta(cfg, checkpoint)
+    state = torch.load(tmp_path / 'w' / 'tta_state.pth', weights_only=True)['model']
+    for key, value in model.state_dict().items():
+        assert torch.equal(state[key], value), key
+    with pytest.raises(FileNotFoundError, match='missing.pth'):
+        run_tta(cfg, str(tmp_path / 'missing.pth'))
