@@ -1,0 +1,77 @@
+"""The shipped SegFormer-B5 and DeepLabV3+-R50 stream configs load and run (random init, CPU)."""
+import glob
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+from engine_utils import REPO
+from fixture_data import make_acdc_tree
+from mmengine.config import Config
+
+from stag_seg.engine.launch import load_tta_config, run_tta
+from stag_seg.reports import load_records
+
+CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', '*', '*_cs2acdc_*.py')))
+TINY = {
+    'test_dataloader.num_workers': 0,
+    'test_dataloader.persistent_workers': False,
+    'test_dataloader.dataset.pipeline.1.scale': (128, 64),
+    'test_cfg.num_rounds': 1,
+    'test_cfg.progress': False,
+}
+
+
+@pytest.fixture(scope='module')
+def acdc(tmp_path_factory):
+    return make_acdc_tree(str(tmp_path_factory.mktemp('data') / 'acdc'), size=(128, 64),
+                          sequences=('GOPR0475', ), frames_per_sequence=1)
+
+
+def test_every_model_has_the_four_method_variants():
+    names = {osp.basename(c) for c in CONFIGS}
+    for model in ('segformer_mit-b5', 'deeplabv3plus_r50-d8'):
+        for method in ('source', 'tent', 'tent-pl', 'tent-stag'):
+            assert f'{model}_cs2acdc_{method}.py' in names
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=osp.basename)
+def test_config_is_the_acdc_stream_with_its_method(path):
+    cfg = Config.fromfile(path)
+    method = osp.splitext(osp.basename(path))[0].split('_cs2acdc_')[1]
+    loop = cfg.test_cfg
+    assert loop.type == 'ContinualTTALoop' and '_delete_' not in loop
+    assert [d.name for d in loop.domains] == ['fog', 'night', 'rain', 'snow']
+    assert loop.num_rounds == 10 and loop.optimizer.lr == pytest.approx(6e-5 / 8)
+    assert loop.method.type == method.replace('-stag', '')
+    hooks = [h.type for h in cfg.get('custom_hooks', [])]
+    assert hooks == (['STAGHook'] if method.endswith('stag') else [])
+    dataset = cfg.test_dataloader.dataset
+    assert dataset.type == 'ACDCDataset' and dataset.split == 'train'
+    assert cfg.test_dataloader.batch_size == 1
+    assert {'type': 'Resize', 'scale': (960, 540), 'keep_ratio': True} in dataset.pipeline
+    assert 'SyncBN' not in cfg.pretty_text
+
+
+def test_segformer_b5_tent_stag_runs_through_the_cli(tmp_path, acdc):
+    config = osp.join(REPO, 'configs', 'segformer', 'segformer_mit-b5_cs2acdc_tent-stag.py')
+    options = [f'{k}={v}'.replace(' ', '') for k, v in TINY.items()]
+    proc = subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools', 'test_tta.py'), config, '--work-dir',
+         str(tmp_path / 'w'), '--cfg-options', f'test_dataloader.dataset.data_root={acdc}',
+         *options], capture_output=True, text=True, env={**os.environ, 'PYTHONPATH': REPO})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = load_records(str(tmp_path / 'w'))
+    assert [(r['method'], r['domain']) for r in records] == [
+        ('tent+stag', c) for c in ('fog', 'night', 'rain', 'snow')]
+
+
+def test_deeplabv3plus_tent_runs_with_batch_norm_on_one_image(tmp_path, acdc):
+    config = osp.join(REPO, 'configs', 'deeplabv3plus', 'deeplabv3plus_r50-d8_cs2acdc_tent.py')
+    options = {**TINY, 'test_dataloader.dataset.data_root': acdc,
+               'test_cfg.domains': [dict(name='fog', dataset=dict(condition='fog'))]}
+    cfg = load_tta_config(config, str(tmp_path / 'w'), options)
+    run_tta(cfg)
+    [record] = load_records(str(tmp_path / 'w'))
+    assert record['domain'] == 'fog' and record['skipped_updates'] == 0
