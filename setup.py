@@ -28,6 +28,7 @@ setup(
         'ftfy>=6',  # imported by mmseg but not declared by it
         'regex',  # idem
         'matplotlib>=3.6,<4',
+        'rich>=12',  # progress bars (also an mmengine dependency)
     ],
     extras_require={'dev': ['pytest>=7', 'ruff==0.17.6']},
 )

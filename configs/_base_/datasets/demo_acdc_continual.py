@@ -1,0 +1,18 @@
+# The offline demo's stream: the procedural mini-ACDC (tools/make_demo_data.py) with inputs at
+# 256x128, and mini-Cityscapes val scored after each round without updates (forgetting check).
+_base_ = './acdc_continual.py'
+demo_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(256, 128), keep_ratio=True),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs'),
+]
+stream_dataloader = dict(
+    num_workers=1, dataset=dict(data_root='data/demo/acdc/', pipeline=demo_pipeline))
+stream_loop = dict(
+    num_rounds=3,
+    forgetting=dict(
+        name='clean_val',
+        dataset=dict(type='CityscapesDataset', data_root='data/demo/cityscapes/',
+                     data_prefix=dict(img_path='leftImg8bit/val', seg_map_path='gtFine/val'),
+                     pipeline=demo_pipeline)))

@@ -1,0 +1,44 @@
+"""STAG's ablation on the demo stream: loss weight, gradient space and anchor temperature."""
+from __future__ import annotations
+
+import itertools
+import os.path as osp
+
+from stag_seg.demo.pipeline import _repo_path, run_method
+from stag_seg.demo.source_model import DEMO_CHECKPOINT
+from stag_seg.reports import format_comparison
+
+
+def default_grid() -> list[dict]:
+    """lambda x grad space at tau=1, then tau around the feature-space default."""
+    grid = [dict(loss_weight=w, grad_space=s, tau=1.0)
+            for s, w in itertools.product(('feature', 'classifier'), (0.5, 1.0, 2.0, 4.0))]
+    grid += [dict(loss_weight=2.0, grad_space='feature', tau=t) for t in (0.5, 2.0)]
+    return grid
+
+
+def setting_name(setting: dict) -> str:
+    return (f"stag {setting['grad_space']} lambda={setting['loss_weight']:g} "
+            f"tau={setting['tau']:g}")
+
+
+def run_ablation(grid: list[dict] | None = None,
+                 data_root: str = 'data/demo',
+                 work_dir: str = 'work_dirs/ablation',
+                 checkpoint: str = DEMO_CHECKPOINT,
+                 rounds: int = 3) -> tuple[dict[str, list[dict]], str]:
+    """Runs TENT and TENT+STAG for every setting; returns the runs and the printed table.
+
+    Expects the demo data (tools/demo.py or tools/make_demo_data.py writes it).
+    """
+    data_root, work_dir = _repo_path(data_root), _repo_path(work_dir)
+    runs = {'tent': run_method('tent', data_root, osp.join(work_dir, 'tent'), checkpoint,
+                               rounds)}
+    for setting in grid or default_grid():
+        name = setting_name(setting)
+        options = {f'custom_hooks.0.{k}': v for k, v in setting.items()}
+        runs[name] = run_method('tent+stag', data_root,
+                                osp.join(work_dir, name.replace(' ', '_')), checkpoint,
+                                rounds, options)
+        runs[name] = [{**r, 'method': name} for r in runs[name]]
+    return runs, format_comparison(runs)
