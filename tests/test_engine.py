@@ -167,3 +167,17 @@ def test_non_finite_loss_skips_the_update_and_counts_it(tmp_path, acdc):
                for r in load_records(str(tmp_path / 'w'))}
     assert skipped[(1, 'fog')] == 1 and skipped[(1, 'rain')] == 1
     assert sum(skipped.values()) == 2
+
+
+def test_reset_per_domain_restarts_from_the_source_model(tmp_path, acdc):
+    def rounds(reset):
+        work_dir = str(tmp_path / reset)
+        build_runner(work_dir, acdc, **{'test_cfg.reset': reset,
+                                        'test_cfg.optimizer.lr': 1e-2}).test()
+        records = load_records(work_dir)
+        return [[(r['domain'], r['mIoU'], r['IoU']) for r in records if r['round'] == k]
+                for k in (1, 2)]
+    first, second = rounds('domain')
+    assert first == second
+    first, second = rounds('never')         # control: without a reset, round 2 differs
+    assert first != second

@@ -160,10 +160,11 @@ class ContinualTTALoop(BaseLoop):
         plugins = [h.plugin_name for h in self.runner.hooks if getattr(h, 'plugin_name', None)]
         return '+'.join([self.method_cfg['type'], *plugins])
 
-    def _state(self) -> dict:
-        return {'model': copy.deepcopy(self.model.state_dict()),
-                'optimizer': (copy.deepcopy(self.optim_wrapper.state_dict())
-                              if self.optim_wrapper else None)}
+    def _state(self, snapshot: bool = False) -> dict:
+        """Model and optimizer state; ``snapshot`` copies it (for a later reset)."""
+        state = {'model': self.model.state_dict(),
+                 'optimizer': self.optim_wrapper.state_dict() if self.optim_wrapper else None}
+        return copy.deepcopy(state) if snapshot else state
 
     def _restore(self, state: dict) -> None:
         self.model.load_state_dict(state['model'])
@@ -178,7 +179,7 @@ class ContinualTTALoop(BaseLoop):
         self._build_optimizer()
         self.tap = ModuleTap(get_submodule(self.model, self.classifier), keep_inputs=False)
         signature = [repr(s) for s in self.stages]
-        initial = self._state() if self.reset != 'never' else None
+        initial = self._state(snapshot=True) if self.reset != 'never' else None
         start, self.num_records = 0, 0
         saved = load_state(work_dir, signature) if self.resume else None
         if saved is not None:
