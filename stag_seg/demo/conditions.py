@@ -72,7 +72,7 @@ def fog(image: np.ndarray, label: np.ndarray, depth: np.ndarray, rng: np.random.
     """
     h, w = label.shape
     img = _to_float(image)
-    beta = rng.uniform(0.025, 0.05) * severity
+    beta = rng.uniform(0.015, 0.035) * severity
     beta_map = beta * (0.75 + 0.5 * _smooth_noise(rng, (h, w), 48))  # patchy fog
     t = np.exp(-beta_map * np.minimum(depth, 300)).astype(np.float32)
     a = rng.uniform(0.72, 0.85)
@@ -105,7 +105,7 @@ def night(image: np.ndarray, label: np.ndarray, depth: np.ndarray, rng: np.rando
     h, w = label.shape
     scale = h / 256
     img = _to_float(cv2.GaussianBlur(image, (0, 0), 0.8))
-    gamma = rng.uniform(1.5, 1.9) * (0.5 + 0.5 * severity)
+    gamma = rng.uniform(1.3, 1.6) * (0.5 + 0.5 * severity)
     ambient = rng.uniform(0.3, 0.45) / severity
     base = cv2.multiply(np.power(img, gamma), (1.25, 1.0, 0.75, 0.0))
     sky = label == SKY
@@ -141,7 +141,9 @@ def night(image: np.ndarray, label: np.ndarray, depth: np.ndarray, rng: np.rando
     out += _mul3(np.ones_like(out) * np.float32([0.35, 0.3, 0.35]), pollution.repeat(w, 1) * sky)
     # lit windows: building pixels darker than their surroundings (the glass)
     lum = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
-    glass = (label == BUILDING) & (lum < cv2.blur(lum, (9, 9)) * 0.85)
+    bld = (label == BUILDING).astype(np.float32)
+    local = cv2.blur(lum * bld, (9, 9)) / np.maximum(cv2.blur(bld, (9, 9)), 1e-3)
+    glass = (bld > 0) & (lum < local * 0.85)  # mean over building pixels only
     lit = glass & (_smooth_noise(rng, (h, w), max(int(6 * scale), 2)) > rng.uniform(0.45, 0.6))
     warm = np.empty_like(out)
     warm[:] = (0.35, 0.75, 0.95)
@@ -227,8 +229,8 @@ def snow(image: np.ndarray, label: np.ndarray, depth: np.ndarray, rng: np.random
     noise = _smooth_noise(rng, (h, w), max(int(24 * scale), 2))
     fine = _smooth_noise(rng, (h, w), 2)
     cover = np.zeros((h, w), np.float32)
-    amounts = {ROAD: rng.uniform(0.45, 0.8), SIDEWALK: rng.uniform(0.75, 0.95),
-               TERRAIN: rng.uniform(0.8, 0.97), VEGETATION: rng.uniform(0.35, 0.6)}
+    amounts = {ROAD: rng.uniform(0.3, 0.6), SIDEWALK: rng.uniform(0.6, 0.85),
+               TERRAIN: rng.uniform(0.7, 0.9), VEGETATION: rng.uniform(0.25, 0.45)}
     for cls, amount in amounts.items():
         cover[label == cls] = amount * severity
     cover *= (0.55 + 0.45 * noise) * (0.85 + 0.15 * fine)
@@ -241,17 +243,17 @@ def snow(image: np.ndarray, label: np.ndarray, depth: np.ndarray, rng: np.random
     img = _mul3(img, 1 - cover) + _mul3(white, cover)
     sky = (label == SKY).astype(np.float32)
     overcast = np.full_like(img, rng.uniform(0.8, 0.9))
-    img = _mul3(img, 1 - 0.85 * sky) + _mul3(overcast, 0.85 * sky)
+    img = _mul3(img, 1 - 0.6 * sky) + _mul3(overcast, 0.6 * sky)
     # low contrast, slight haze
     t = np.exp(-rng.uniform(0.01, 0.02) * severity * np.minimum(depth, 300)).astype(np.float32)
     img = _mul3(img, t) + _mul3(np.full_like(img, 0.85), 1 - t)
     mean = float(img.mean())
-    contrast = rng.uniform(0.6, 0.75)
-    img = (img - mean) * contrast + mean + 0.08
+    contrast = rng.uniform(0.7, 0.85)
+    img = (img - mean) * contrast + mean + 0.04
     # flakes: small sharp ones and a few large out-of-focus ones
     flakes = np.zeros((h, w), np.float32)
     area = h * w / (512 * 256)
-    for count, rmin, rmax, blur in ((1400, 0.6, 1.6, 0.5), (120, 1.5, 3.5, 1.2)):
+    for count, rmin, rmax, blur in ((900, 0.6, 1.6, 0.5), (80, 1.5, 3.5, 1.2)):
         n = int(count * area * severity * rng.uniform(0.7, 1.3))
         xs, ys = rng.uniform(0, w, n), rng.uniform(0, h, n)
         rs = rng.uniform(rmin, rmax, n) * scale

@@ -15,7 +15,7 @@ import numpy as np
 from stag_seg.demo.conditions import CONDITIONS
 from stag_seg.demo.scenes import colorize, render_scene
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # bump whenever rendering changes: cached trees regenerate
 MANIFEST = 'MANIFEST.json'
 MARKER = '.stag_seg_demo'  # marks a root whose cityscapes/ and acdc/ this module may replace
 CITIES = {'train': ('aachen', 'bochum'), 'val': ('frankfurt',)}
