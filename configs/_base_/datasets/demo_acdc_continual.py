@@ -8,8 +8,11 @@ demo_pipeline = [
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),
 ]
+# no loader worker: on 2 cores a worker process beside torch's 2 compute threads made each step
+# ~20x slower (oversubscribed spinning threads); the small PNGs load fast in the main process
 stream_dataloader = dict(
-    num_workers=1, dataset=dict(data_root='data/demo/acdc/', pipeline=demo_pipeline))
+    num_workers=0, persistent_workers=False,
+    dataset=dict(data_root='data/demo/acdc/', pipeline=demo_pipeline))
 stream_loop = dict(
     num_rounds=3,
     # the tiny demo model barely moves at the real protocol's 6e-5/8 within a few rounds;

@@ -18,6 +18,9 @@ class STAGHook(Hook):
     ``loss_weight * L_STAG`` over the classifier's output pixels (its own resolution) to the
     base loss, within the same forward and backward.
 
+    Defaults (lambda=2, classifier space, tau=1) are the best setting of the demo's ablation
+    (README, "Choosing STAG's defaults").
+
     Args:
         loss_weight: lambda in L = L_base + lambda * L_STAG (0 disables the term).
         grad_space: 'feature' (dH/df, K-space form) or 'classifier' (dH/dW).
@@ -31,8 +34,8 @@ class STAGHook(Hook):
     plugin_name = 'stag'
 
     def __init__(self,
-                 loss_weight: float = 1.0,
-                 grad_space: str = 'feature',
+                 loss_weight: float = 2.0,
+                 grad_space: str = 'classifier',
                  tau: float = 1.0,
                  classifier: str = 'decode_head.conv_seg',
                  conf_thresh: float | None = None,
