@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import gc
+import inspect
 import json
 import logging
 import os
@@ -69,7 +70,16 @@ VARIANTS = (
     Variant('tent + STAG (classifier)', 'tent', dict(grad_space='classifier')),
     Variant('tent + STAG (feature, naive)', 'tent', dict(grad_space='feature', impl='naive')),
 )
-BASELINE, STAG_DEFAULT, STAG_NAIVE = 'tent', VARIANTS[2].name, VARIANTS[4].name
+BASELINE, STAG_KSPACE, STAG_CLASSIFIER, STAG_NAIVE = (
+    'tent', VARIANTS[2].name, VARIANTS[3].name, VARIANTS[4].name)
+#: the variants the overhead targets apply to (the naive form is a reference only)
+STAG_TARGETED = (STAG_KSPACE, STAG_CLASSIFIER)
+
+
+def hook_default_variant() -> str:
+    """The variant that STAGHook's default ``grad_space`` runs."""
+    grad_space = inspect.signature(STAGHook).parameters['grad_space'].default
+    return STAG_CLASSIFIER if grad_space == 'classifier' else STAG_KSPACE
 
 
 def resolve_config(config: str) -> str:
@@ -360,7 +370,7 @@ def benchmark_config(config: str, size: tuple[int, int], device: torch.device,
                      'stag_term_ms': term_ms.get(name),
                      'memory_ratio': memory[name]['peak_mb'] / base_mb})
     by_name = {r['variant']: r for r in rows}
-    kspace, naive = by_name[STAG_DEFAULT], by_name[STAG_NAIVE]
+    kspace, naive = by_name[STAG_KSPACE], by_name[STAG_NAIVE]
     pc_mb = shape['pixels'] * shape['channels'] * 4 / MB
     return {
         'config': config, 'size': list(size), 'steps': num_steps, 'warmup': warmup,
@@ -540,16 +550,21 @@ def format_loop_line(loop: dict) -> str:
 
 
 def targets(results: Sequence[dict], loop: dict | None) -> list[dict]:
-    """The overhead targets, checked on every config (time/memory) and on the loop."""
+    """The overhead targets, checked on every config for both STAG forms (time, memory) and on
+    the loop. Names say which form is STAGHook's default."""
+    default = hook_default_variant()
     out = []
     for result in results:
-        row = {r['variant']: r for r in result['variants']}[STAG_DEFAULT]
         name = osp.basename(result['config'])
-        out.append({'target': f'{name}: tent + STAG time / tent <= {TIME_TARGET}',
-                    'value': row['time_ratio'], 'holds': row['time_ratio'] <= TIME_TARGET})
-        out.append({'target': f'{name}: tent + STAG peak memory / tent <= {MEMORY_TARGET}',
-                    'value': row['memory_ratio'],
-                    'holds': row['memory_ratio'] <= MEMORY_TARGET})
+        rows = {r['variant']: r for r in result['variants']}
+        for variant in STAG_TARGETED:
+            row = rows[variant]
+            label = variant + (' [hook default]' if variant == default else '')
+            out.append({'target': f'{name}: {label} time / tent <= {TIME_TARGET}',
+                        'value': row['time_ratio'], 'holds': row['time_ratio'] <= TIME_TARGET})
+            out.append({'target': f'{name}: {label} peak memory / tent <= {MEMORY_TARGET}',
+                        'value': row['memory_ratio'],
+                        'holds': row['memory_ratio'] <= MEMORY_TARGET})
         kn = result['kspace_vs_naive']
         out.append({'target': f'{name}: K-space peak memory < naive C-space (MB saved)',
                     'value': kn['saved_mb'], 'holds': kn['saved_mb'] > 0})
@@ -599,6 +614,9 @@ def run_benchmark(configs: Sequence[str] = DEFAULT_CONFIGS,
     say(f"machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']} "
         f"({info['torch_threads']} threads), device {info['device_name']}, load average "
         f"{' '.join(f'{x:.2f}' for x in info.get('load_average', []))}")
+    hook_defaults = {k: v.default for k, v in inspect.signature(STAGHook).parameters.items()}
+    say(f"STAG variants: STAGHook with loss_weight={hook_defaults['loss_weight']}, "
+        f"tau={hook_defaults['tau']}; the hook's default form is {hook_default_variant()!r}")
     started = time.perf_counter()
     results = []
     for config in configs:

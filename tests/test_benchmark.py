@@ -73,7 +73,8 @@ def test_json_has_the_machine_the_loop_and_the_targets(report):
     assert loop['bare_step_s'] * 1e3 == pytest.approx(
         {r['variant']: r for r in saved['configs'][0]['variants']}[BASELINE]['median_ms'])
     assert 'engine loop (tent' in text
-    assert len(saved['targets']) == 5
+    assert len(saved['targets']) == 7
+    assert sum('[hook default]' in t['target'] for t in saved['targets']) == 2
     assert all(isinstance(t['holds'], bool) for t in saved['targets'])
 
 
