@@ -5,10 +5,11 @@
                               [--threads N] [--out FILE]
 
 Steps of source (forward only), tent, tent + STAG (feature, K-space), tent + STAG (classifier)
-and tent + STAG (feature, naive C-space) run interleaved in one process on their own copies of
-each config's model (random init); the table gives median time and peak memory per step and
-their ratios to tent. The engine loop (tent over a short generated ACDC stream) is compared
-with the bare tent step. All numbers and the machine go to a JSON file.
+and tent + STAG (feature, naive C-space) run interleaved in one process (each round runs every
+variant once, in a seeded shuffled order) on their own copies of each config's model (random
+init); the table gives median time and peak memory per step and their ratios to tent. The
+engine loop (tent over a short generated ACDC stream) is compared with the bare tent step.
+All numbers and the machine go to a JSON file.
 """
 import argparse
 
