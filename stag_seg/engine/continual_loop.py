@@ -130,12 +130,12 @@ class ContinualTTALoop(BaseLoop):
             self.mixed = MixedDataset([self.domains[n] for n in adapted])
             self.loaders['mixed'] = self._loader(
                 self.mixed, sampler=dict(type='SeededOrderSampler', seed=self.seed))
-        self.evaluators = {}
+        self.evaluators, self.iou_metrics = {}, {}
         for name, domain in self.domains.items():
             evaluator = self.runner.build_evaluator(copy.deepcopy(self.evaluator_cfg))
             evaluator.dataset_meta = domain.dataset.metainfo
             self.evaluators[name] = evaluator
-            find_iou_metric(evaluator)
+            self.iou_metrics[name] = find_iou_metric(evaluator)
 
     def _loader(self, dataset, sampler: dict | None = None):
         cfg = copy.deepcopy(self.dataloader_cfg)
@@ -217,7 +217,7 @@ class ContinualTTALoop(BaseLoop):
         if mixed:
             loader.sampler.set_epoch(stage.round)
         self.dataloader = loader
-        running = {name: RunningIoU(find_iou_metric(self.evaluators[name]))
+        running = {name: RunningIoU(self.iou_metrics[name])
                    for name in stage.domains}
         counts = dict.fromkeys(stage.domains, 0)
         skipped = dict.fromkeys(stage.domains, 0)
@@ -278,7 +278,7 @@ class ContinualTTALoop(BaseLoop):
 
     def _score(self, sample, name: str, round_idx: int) -> None:
         dataset = self.domains[name].dataset
-        metric = find_iou_metric(self.evaluators[name])
+        metric = self.iou_metrics[name]
         if 'gt_sem_seg' in sample:
             check_label_ids(sample.gt_sem_seg.data, len(dataset.metainfo['classes']),
                             metric.ignore_index, sample.get('seg_map_path', sample.img_path))
