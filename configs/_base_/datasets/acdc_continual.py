@@ -13,7 +13,7 @@ acdc_conditions = ['fog', 'night', 'rain', 'snow']
 stream_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(960, 540), keep_ratio=True),
-    dict(type='LoadAnnotations'),   # after Resize: labels stay at full resolution
+    dict(type='LoadExactAnnotations'),  # after Resize: labels at full resolution, ids as stored
     dict(type='PackSegInputs'),
 ]
 stream_dataloader = dict(

@@ -5,7 +5,7 @@ _base_ = './acdc_continual.py'
 demo_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(256, 128), keep_ratio=True),
-    dict(type='LoadAnnotations'),
+    dict(type='LoadExactAnnotations'),
     dict(type='PackSegInputs'),
 ]
 # no loader worker: on 2 cores a worker process beside torch's 2 compute threads made each step
