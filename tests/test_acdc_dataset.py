@@ -1,17 +1,17 @@
-"""ACDCDataset file pairing and validation errors, the Cityscapes fixture, label-id checks."""
+"""ACDCDataset file pairing, order and validation errors; the Cityscapes fixture."""
 import glob
 import os
 import os.path as osp
 import re
 import shutil
 
-import numpy as np
 import pytest
-import torch
 from fixture_data import make_acdc_tree, make_cityscapes_tree
+from mmengine import fileio
+from mmengine.config import Config
 from mmseg.registry import DATASETS
 
-from stag_seg.datasets import ACDCDataset, check_label_ids  # imports stag_seg: mmseg usable
+from stag_seg.datasets import ACDC_CONDITIONS, ACDCDataset, check_label_ids  # imports stag_seg
 
 
 @pytest.fixture(scope='module')
@@ -42,10 +42,35 @@ def test_loads_exact_sorted_pairs(acdc_root, condition):
     assert ds.metainfo['palette'][0] == [128, 64, 128]
 
 
+def test_order_is_mmseg_sorted_listing(acdc_root, monkeypatch):
+    """mmseg's BaseSegDataset sorts the file listing by image path; ACDCDataset relies on it."""
+    listing = fileio.list_dir_or_file
+
+    def reversed_listing(*args, **kwargs):
+        return iter(sorted(listing(*args, **kwargs), reverse=True))
+
+    monkeypatch.setattr(fileio, 'list_dir_or_file', reversed_listing)
+    ds = ACDCDataset('fog', data_root=acdc_root)
+    images = [img for img, _ in _pairs(ds)]
+    assert len(images) == 4 and images == sorted(images)
+    assert next(reversed_listing(osp.join(acdc_root, 'rgb_anon', 'fog', 'train'),
+                                 list_dir=False, recursive=True)) != \
+        osp.relpath(images[0], osp.join(acdc_root, 'rgb_anon', 'fog', 'train'))
+
+
+def test_conditions_are_the_stream_order():
+    """The CoTTA protocol's order; the stream config must list the same conditions."""
+    assert ACDC_CONDITIONS == ('fog', 'night', 'rain', 'snow')
+    cfg = Config.fromfile(osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                                   'configs', '_base_', 'datasets', 'acdc_continual.py'))
+    assert tuple(cfg.acdc_conditions) == ACDC_CONDITIONS
+    assert [d['name'] for d in cfg.stream_loop['domains']] == list(ACDC_CONDITIONS)
+
+
 def test_registry_build_and_pipeline(acdc_root):
     ds = DATASETS.build({
         'type': 'ACDCDataset', 'condition': 'night', 'data_root': acdc_root,
-        'pipeline': [{'type': 'mmseg.LoadImageFromFile'}, {'type': 'mmseg.LoadAnnotations'}]})
+        'pipeline': [{'type': 'mmseg.LoadImageFromFile'}, {'type': 'mmseg.LoadExactAnnotations'}]})
     assert isinstance(ds, ACDCDataset)
     sample = ds[0]
     assert sample['img'].shape == (32, 64, 3)
@@ -119,18 +144,3 @@ def test_cityscapes_fixture_loads(tmp_path):
         'lindau_000000_000019_leftImg8bit.png', 'lindau_000000_000020_leftImg8bit.png']
     assert all(seg.endswith('_gtFine_labelTrainIds.png') and osp.isfile(seg)
                for _, seg in pairs)
-
-
-def test_check_label_ids_accepts_valid():
-    label = np.array([[0, 18], [255, 3]], dtype=np.uint8)
-    check_label_ids(label, 19, 255, 'a.png')
-    check_label_ids(torch.from_numpy(label), 19, 255, 'a.png')
-
-
-@pytest.mark.parametrize('to_tensor', [False, True])
-def test_check_label_ids_rejects_invalid(to_tensor):
-    label = np.array([[0, 19], [254, 255]], dtype=np.uint8)
-    label = torch.from_numpy(label) if to_tensor else label
-    with pytest.raises(ValueError, match=r'some/dir/x_gt_labelTrainIds\.png') as err:
-        check_label_ids(label, 19, 255, 'some/dir/x_gt_labelTrainIds.png')
-    assert '19, 254' in str(err.value)

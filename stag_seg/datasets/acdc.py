@@ -6,6 +6,8 @@ import os.path as osp
 from mmseg.datasets.cityscapes import CityscapesDataset
 from mmseg.registry import DATASETS
 
+from stag_seg.datasets.checks import check_label_paths
+
 ACDC_CONDITIONS = ('fog', 'night', 'rain', 'snow')
 
 
@@ -14,7 +16,8 @@ class ACDCDataset(CityscapesDataset):
     """One ACDC condition/split: ``rgb_anon/<cond>/<split>`` with ``gt/<cond>/<split>`` labels.
 
     Uses the 19 Cityscapes train ids (and palette); ``<split>_ref`` folders and the other
-    ``gt`` files (``_gt_labelColor`` etc.) are ignored. Samples are sorted by image path.
+    ``gt`` files (``_gt_labelColor`` etc.) are ignored. Samples are sorted by image path
+    (mmseg's ``BaseSegDataset.load_data_list`` sorts the listing; an ``ann_file`` keeps its order).
     """
 
     def __init__(self,
@@ -40,15 +43,11 @@ class ACDCDataset(CityscapesDataset):
                          data_root=data_root, **kwargs)
 
     def load_data_list(self) -> list[dict]:
-        """List image/label pairs sorted by image path; every image must have its label."""
-        data_list = sorted(super().load_data_list(), key=lambda info: info['img_path'])
-        img_dir = self.data_prefix['img_path']
+        """List image/label pairs (mmseg sorts them by image path); every image must have its
+        label."""
+        data_list = super().load_data_list()
         if not data_list:
             raise ValueError(f'ACDCDataset: empty domain, no *{self.img_suffix} images '
-                             f'under {img_dir}')
-        for info in data_list:
-            seg = info.get('seg_map_path')
-            if seg is not None and not osp.isfile(seg):
-                raise FileNotFoundError(f'ACDCDataset: image {info["img_path"]} has no label '
-                                        f'file; expected {seg}')
+                             f'under {self.data_prefix["img_path"]}')
+        check_label_paths(data_list, 'ACDCDataset')
         return data_list
