@@ -1,8 +1,10 @@
 """mIoU-over-the-stream line plots (one line per method), rendered headless with Agg."""
-import os
+from __future__ import annotations
+
 import os.path as osp
 from collections.abc import Sequence
 
+from stag_seg.reports.atomic import atomic_write
 from stag_seg.reports.records import is_adapted
 
 
@@ -18,13 +20,16 @@ def _stream(records_by_method: dict[str, Sequence[dict]]) -> tuple[list[int], li
 
 
 def plot_miou(records_by_method: dict[str, Sequence[dict]], path: str) -> None:
-    """Plot mIoU at each stream position (round, domain), one line per method, to ``path``.
+    """Plot mIoU at each stream position (round, domain), one line per method, to ``path``
+    (written atomically; the format follows the extension, png by default).
 
-    No-update (forgetting) records are drawn dashed at the end of their round.
+    No-update (forgetting) records are drawn dashed at the end of their round; an undefined
+    (null) mIoU leaves a gap in its line.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    nan = float('nan')
     rounds, domains = _stream(records_by_method)
     pos = {(rnd, d): i * len(domains) + j
            for i, rnd in enumerate(rounds) for j, d in enumerate(domains)}
@@ -35,7 +40,8 @@ def plot_miou(records_by_method: dict[str, Sequence[dict]], path: str) -> None:
     for method, records in records_by_method.items():
         last = {}
         for r in records:  # a later duplicate wins, as in the tables
-            last[(r['round'], r['domain'], is_adapted(r))] = r['mIoU']
+            miou = r['mIoU']
+            last[(r['round'], r['domain'], is_adapted(r))] = nan if miou is None else miou
         pts = sorted((pos[(rnd, d)], v) for (rnd, d, flag), v in last.items() if flag)
         line = ax.plot([p for p, _ in pts], [v for _, v in pts], marker='o', ms=3,
                        label=method)[0]
@@ -58,6 +64,6 @@ def plot_miou(records_by_method: dict[str, Sequence[dict]], path: str) -> None:
     if records_by_method:
         ax.legend(fontsize=7, loc='best')
     fig.tight_layout()
-    parent = osp.dirname(osp.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fmt = osp.splitext(path)[1][1:].lower() or 'png'
+    with atomic_write(path, 'wb') as f:
+        fig.savefig(f, format=fmt, dpi=120)

@@ -1,44 +1,91 @@
-"""Rounds x domains mIoU tables (CoTTA Table 5 layout) and a cross-run comparison table."""
+"""Rounds x domains mIoU tables (CoTTA Table 5 layout) and a cross-run comparison table.
+
+A record whose mIoU is null (undefined: no labelled pixel) is a cell shown "n/a" (empty in
+csv), left out of every mean, with a note under the table; a missing record is "-".
+"""
 from __future__ import annotations
 
 import csv
-import os
-import os.path as osp
 from collections.abc import Sequence
 from typing import Union
 
+from stag_seg.reports.atomic import atomic_write
 from stag_seg.reports.records import is_adapted
 
-Cell = Union[str, int, float, None]
+
+class NotAvailable:
+    """The value of an undefined metric (null in results.jsonl); use the singleton ``NA``."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NotAvailable)
+
+    def __hash__(self) -> int:
+        return hash(NotAvailable)
+
+    def __repr__(self) -> str:
+        return 'NA'
+
+
+NA = NotAvailable()
+Cell = Union[str, int, float, NotAvailable, None]
 Table = tuple[list[str], list[list[Cell]]]
 NO_UPDATE = ' (no update)'
+NA_NOTE = ('n/a: no labelled pixel (every label is the ignore index), so the mIoU is '
+           'undefined; excluded from means.')
 
 
-def _mean(values: Sequence[float | None]) -> float | None:
-    vals = [v for v in values if v is not None]
-    return round(sum(vals) / len(vals), 2) if vals else None
+def _mean(values: Sequence[Cell]) -> Cell:
+    """Mean of the numbers in ``values`` (2 decimals); NA if there are only NA cells, None if
+    there is nothing."""
+    vals = [v for v in values if isinstance(v, (int, float))]
+    if vals:
+        return round(sum(vals) / len(vals), 2)
+    return NA if any(v == NA for v in values) else None
 
 
 def _index(records: Sequence[dict]):
     """Domains (adapted, no-update) in order of first appearance, rounds, and mIoU cells."""
     adapted: list[str] = []
     frozen: list[str] = []
-    cells: dict[tuple[int, str, bool], float] = {}
+    cells: dict[tuple[int, str, bool], Cell] = {}
     for r in records:
         flag = is_adapted(r)
         names = adapted if flag else frozen
         if r['domain'] not in names:
             names.append(r['domain'])
-        cells[(r['round'], r['domain'], flag)] = r['mIoU']  # a later duplicate wins
+        # a later duplicate wins; null (undefined) is NA
+        cells[(r['round'], r['domain'], flag)] = NA if r['mIoU'] is None else r['mIoU']
     rounds = sorted({r['round'] for r in records})
     return adapted, frozen, rounds, cells
+
+
+def _overall_and_last(cells: dict) -> tuple[Cell, Cell, int | None]:
+    """Mean of all adapted cells, mean of the last adapted round's cells, and that round."""
+    overall = _mean([v for (_, _, flag), v in cells.items() if flag])
+    adapted_rounds = [rnd for (rnd, _, flag) in cells if flag]
+    if not adapted_rounds:
+        return overall, None, None
+    last_round = max(adapted_rounds)
+    last = _mean([v for (rnd, _, flag), v in cells.items() if flag and rnd == last_round])
+    return overall, last, last_round
+
+
+def _single_method(records: Sequence[dict]) -> None:
+    methods = list(dict.fromkeys(r['method'] for r in records))
+    if len(methods) > 1:
+        raise ValueError(f'records hold several methods {methods}; a results table shows one '
+                         'run (split them with group_by_method, or compare them with '
+                         'comparison_table)')
 
 
 def results_table(records: Sequence[dict]) -> Table:
     """Rows = rounds + a "mean" row; columns = domains, row "mean", then no-update columns.
 
     Means cover adapted domains only; the bottom-right cell is the mean of all adapted cells.
+    NA (undefined) cells are left out of the means. Raises ValueError if ``records`` hold
+    more than one method.
     """
+    _single_method(records)
     domains, frozen, rounds, cells = _index(records)
     header = ['round', *domains, 'mean', *[d + NO_UPDATE for d in frozen]]
     rows: list[list[Cell]] = []
@@ -46,7 +93,7 @@ def results_table(records: Sequence[dict]) -> Table:
         vals = [cells.get((rnd, d, True)) for d in domains]
         rows.append([rnd, *vals, _mean(vals), *[cells.get((rnd, d, False)) for d in frozen]])
     col_means = [_mean([cells.get((rnd, d, True)) for rnd in rounds]) for d in domains]
-    overall = _mean([v for (_, _, flag), v in cells.items() if flag])
+    overall = _overall_and_last(cells)[0]
     frozen_means = [_mean([cells.get((rnd, d, False)) for rnd in rounds]) for d in frozen]
     rows.append(['mean', *col_means, overall, *frozen_means])
     return header, rows
@@ -54,7 +101,7 @@ def results_table(records: Sequence[dict]) -> Table:
 
 def comparison_table(records_by_method: dict[str, Sequence[dict]]) -> Table:
     """Rows = methods; columns = per-domain mean over rounds, overall mean, last-round mean,
-    then no-update (forgetting) columns."""
+    then no-update (forgetting) columns. NA (undefined) cells are left out of the means."""
     domains: list[str] = []
     frozen: list[str] = []
     indexed = {}
@@ -67,25 +114,62 @@ def comparison_table(records_by_method: dict[str, Sequence[dict]]) -> Table:
     rows: list[list[Cell]] = []
     for method, (rounds, cells) in indexed.items():
         per_domain = [_mean([cells.get((rnd, d, True)) for rnd in rounds]) for d in domains]
-        overall = _mean([v for (_, _, flag), v in cells.items() if flag])
-        adapted_rounds = [rnd for (rnd, _, flag) in cells if flag]
-        last = _mean([v for (rnd, _, flag), v in cells.items()
-                      if flag and rnd == max(adapted_rounds)]) if adapted_rounds else None
+        overall, last, _ = _overall_and_last(cells)
         forget = [_mean([cells.get((rnd, d, False)) for rnd in rounds]) for d in frozen]
         rows.append([method, *per_domain, overall, last, *forget])
     return header, rows
 
 
-def _fmt(value: Cell, missing: str = '-') -> str:
+def incomplete_last_rounds(records_by_method: dict[str, Sequence[dict]]) -> list[str]:
+    """One line per method whose last adapted round lacks some of its adapted domains (a run
+    cut off mid-round): its "last round" mean then covers fewer domains than the others'."""
+    notes = []
+    for method, records in records_by_method.items():
+        domains, _, _, cells = _index(records)
+        last_round = _overall_and_last(cells)[2]
+        if last_round is None:
+            continue
+        present = sum((last_round, d, True) in cells for d in domains)
+        if present < len(domains):
+            notes.append(f'{method}: round {last_round} has {present} of {len(domains)} '
+                         'domains')
+    return notes
+
+
+def run_summary(records: Sequence[dict]) -> dict:
+    """The numbers a run reports at its end, as the tables compute them: ``mIoU`` (mean of all
+    adapted cells), ``last_round_mIoU`` and ``skipped_updates`` (sum over adapted records).
+
+    Undefined (null) cells are left out of the means; a mean with nothing left is None. Empty
+    dict when there is no adapted record.
+    """
+    adapted = [r for r in records if is_adapted(r)]
+    if not adapted:
+        return {}
+    overall, last, _ = _overall_and_last(_index(adapted)[3])
+    return {'mIoU': None if overall == NA else overall,
+            'last_round_mIoU': None if last == NA else last,
+            'skipped_updates': int(sum(r['skipped_updates'] for r in adapted))}
+
+
+def _fmt(value: Cell, missing: str = '-', na: str = 'n/a') -> str:
     if value is None:
         return missing
+    if isinstance(value, NotAvailable):
+        return na
     if isinstance(value, float):
         return f'{value:.2f}'
     return str(value)
 
 
-def format_rows(header: Sequence[str], rows: Sequence[Sequence[Cell]]) -> str:
-    """Aligned plain text: first column left-aligned, the others right-aligned."""
+def _has_na(rows: Sequence[Sequence[Cell]]) -> bool:
+    return any(isinstance(c, NotAvailable) for row in rows for c in row)
+
+
+def format_rows(header: Sequence[str], rows: Sequence[Sequence[Cell]],
+                notes: Sequence[str] = ()) -> str:
+    """Aligned plain text: first column left-aligned, the others right-aligned; then the
+    ``notes`` and, if a cell is NA, the n/a note, one per line."""
     text = [list(header)] + [[_fmt(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in text) for i in range(len(header))]
     lines = []
@@ -93,6 +177,9 @@ def format_rows(header: Sequence[str], rows: Sequence[Sequence[Cell]]) -> str:
         cells = [c.ljust(w) if i == 0 else c.rjust(w)
                  for i, (c, w) in enumerate(zip(row, widths, strict=False))]
         lines.append('  '.join(cells).rstrip())
+    lines += list(notes)
+    if _has_na(rows):
+        lines.append(NA_NOTE)
     return '\n'.join(lines)
 
 
@@ -102,27 +189,27 @@ def format_table(records: Sequence[dict]) -> str:
 
 
 def format_comparison(records_by_method: dict[str, Sequence[dict]]) -> str:
-    """The methods x domains comparison table as aligned plain text."""
-    return format_rows(*comparison_table(records_by_method))
-
-
-def _ensure_parent(path: str) -> None:
-    parent = osp.dirname(osp.abspath(path))
-    os.makedirs(parent, exist_ok=True)
+    """The methods x domains comparison table as aligned plain text, with a note naming each
+    run whose last round is incomplete."""
+    notes = incomplete_last_rounds(records_by_method)
+    if notes:
+        notes = ['incomplete last round (its "last round" mean covers fewer domains): '
+                 + '; '.join(notes)]
+    return format_rows(*comparison_table(records_by_method), notes=notes)
 
 
 def write_csv(path: str, records: Sequence[dict]) -> None:
-    """Write the rounds x domains mIoU table as CSV (missing cells empty)."""
+    """Atomically write the rounds x domains mIoU table as CSV (missing and n/a cells
+    empty)."""
     header, rows = results_table(records)
-    _ensure_parent(path)
-    with open(path, 'w', newline='', encoding='utf-8') as f:
+    with atomic_write(path, 'w', newline='', encoding='utf-8') as f:
         writer = csv.writer(f)
         writer.writerow(header)
-        writer.writerows([[_fmt(c, missing='') for c in row] for row in rows])
+        writer.writerows([[_fmt(c, missing='', na='') for c in row] for row in rows])
 
 
 def write_markdown(path: str, records: Sequence[dict], title: str | None = None) -> None:
-    """Write the rounds x domains mIoU table as a Markdown document."""
+    """Atomically write the rounds x domains mIoU table as a Markdown document."""
     header, rows = results_table(records)
     if title is None:
         methods = ', '.join(dict.fromkeys(r['method'] for r in records)) or 'results'
@@ -134,6 +221,7 @@ def write_markdown(path: str, records: Sequence[dict], title: str | None = None)
         note = (f'Columns marked "{NO_UPDATE.strip()}" are forgetting checks scored without '
                 'updates; they are excluded from the means.')
         lines += ['', note]
-    _ensure_parent(path)
-    with open(path, 'w', encoding='utf-8') as f:
+    if _has_na(rows):
+        lines += ['', NA_NOTE]
+    with atomic_write(path, 'w', encoding='utf-8') as f:
         f.write('\n'.join(lines) + '\n')
