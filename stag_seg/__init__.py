@@ -8,6 +8,6 @@ from stag_seg import compat
 
 compat.apply()
 
-from stag_seg import datasets, engine  # noqa: E402,F401  (registration)
+from stag_seg import datasets, engine, models  # noqa: E402,F401  (registration)
 
 __version__ = '0.1.0'
