@@ -42,7 +42,11 @@ _stag_env() {
     "$venv/bin/python" -c 'import importlib.metadata as m; print("torch==" + m.version("torch"))' \
       >"$pins" || return 1
     echo "[env] installing stag-seg (editable) with extras lite,dev,sweep on $(cat "$pins")"
-    "${pip[@]}" -c "$pins" -e "$root[lite,dev,sweep]" 'numpy>=2' || return 1
+    "${pip[@]}" -c "$pins" -e "$root[lite,dev,sweep]" 'numpy>=2' || {
+      echo "[env] installing stag-seg failed; the venv keeps its $(cat "$pins"): if setup.py" \
+        "does not accept it, remove .venv (STAG_TORCH_SPEC picks the torch for a new one)" >&2
+      return 1
+    }
     echo "$want" >"$stamp"
   fi
 

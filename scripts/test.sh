@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Lint (ruff) and run the test suite; extra arguments go to pytest.
+# Lint (ruff) and run the test suite; extra arguments go to pytest (test paths among them run
+# instead of the whole of tests/, pyproject's testpaths).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/env.sh
@@ -15,4 +16,4 @@ PY
 echo "[test] ruff check ."
 ruff check .
 echo "[test] pytest"
-exec python -m pytest -q tests "$@"
+exec python -m pytest -q "$@"
