@@ -60,8 +60,9 @@ def _parse_requires_txt(text: str) -> tuple[list[Requirement], dict[str, list[Re
 def declared(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """setup.py's metadata as setuptools writes it: name, version, requires, extras."""
     egg_base = tmp_path_factory.mktemp('egg')
-    subprocess.run([sys.executable, 'setup.py', '-q', 'egg_info', '--egg-base', str(egg_base)],
-                   cwd=REPO, check=True, capture_output=True)
+    done = subprocess.run([sys.executable, 'setup.py', '-q', 'egg_info', '--egg-base',
+                           str(egg_base)], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, f'setup.py egg_info failed:\n{done.stderr}'
     (info,) = egg_base.glob('*.egg-info')
     pkg_info = (info / 'PKG-INFO').read_text()
     base, extras = _parse_requires_txt((info / 'requires.txt').read_text())
