@@ -1,7 +1,11 @@
 # shellcheck shell=bash
-# Source me: creates/updates the repo's .venv (idempotent, keyed by a hash of setup.py) and
-# activates it. Env vars: STAG_PYTHON (interpreter for a new venv), STAG_TORCH_SPEC (pip spec
-# used only when torch is not importable in the venv; default torch==2.13.0, a CPU build).
+# Source me: creates/updates the repo's .venv (idempotent, keyed by a hash of setup.py and this
+# script) and activates it. Env vars: STAG_PYTHON (interpreter for a new venv), STAG_TORCH_SPEC
+# (pip spec used only when torch is not importable in the venv; default torch==2.13.0, a CPU
+# build). Torch goes in first, on its own (a bare `torch` or a range can pull a multi-GB CUDA
+# build), and stays pinned while pip installs stag-seg with its extras lite (mmcv-lite), dev
+# (pytest, ruff) and sweep (Ray), on numpy 2: what a fresh install resolves, and `numpy>=2`
+# also moves a venv made before numpy 2 was allowed onto it.
 
 _stag_env() {
   local root venv py stamp want f
@@ -19,7 +23,7 @@ _stag_env() {
     "$py" -m venv "$venv" || return 1
   fi
 
-  want="$(cd "$root" && for f in setup.py setup.cfg requirements*.txt; do
+  want="$(cd "$root" && for f in setup.py setup.cfg requirements*.txt scripts/env.sh; do
     if [ -f "$f" ]; then sha256sum "$f"; fi
   done | sha256sum | cut -d' ' -f1)"
   if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
@@ -33,8 +37,16 @@ _stag_env() {
       echo "[env] installing ${STAG_TORCH_SPEC:-torch==2.13.0}"
       "${pip[@]}" "${STAG_TORCH_SPEC:-torch==2.13.0}" || return 1
     fi
-    echo "[env] installing stag-seg (editable) with dev extras"
-    "${pip[@]}" -e "$root[dev]" || return 1
+    # Pin the venv's torch so that the project install can never swap it for another build.
+    local pins="$venv/.stag-torch-pin.txt"
+    "$venv/bin/python" -c 'import importlib.metadata as m; print("torch==" + m.version("torch"))' \
+      >"$pins" || return 1
+    echo "[env] installing stag-seg (editable) with extras lite,dev,sweep on $(cat "$pins")"
+    "${pip[@]}" -c "$pins" -e "$root[lite,dev,sweep]" 'numpy>=2' || {
+      echo "[env] installing stag-seg failed; the venv keeps its $(cat "$pins"): if setup.py" \
+        "does not accept it, remove .venv (STAG_TORCH_SPEC picks the torch for a new one)" >&2
+      return 1
+    }
     echo "$want" >"$stamp"
   fi
 
