@@ -1,4 +1,4 @@
 """Offline demo: procedural Cityscapes/ACDC-like data."""
-from stag_seg.demo.layout import DemoDataPaths, generate_demo_data
+from stag_seg.demo.synth import DemoDataPaths, generate_demo_data
 
 __all__ = ['DemoDataPaths', 'generate_demo_data']
