@@ -1,4 +1,5 @@
-"""Procedural demo data: determinism, exact dataset layouts, labels, depth, conditions, cache."""
+"""Procedural demo data: determinism, exact dataset layouts, labels, depth, conditions, cache,
+subsets of the cached stream."""
 import glob
 import json
 import os
@@ -9,9 +10,18 @@ import cv2
 import numpy as np
 import pytest
 
+from stag_seg.datasets.acdc import ACDC_CONDITIONS, ACDCDataset
 from stag_seg.demo import generate_demo_data
-from stag_seg.demo.conditions import CONDITIONS, apply_condition
-from stag_seg.demo.scenes import (
+from stag_seg.demo.synth import (
+    CONDITIONS,
+    acdc_subset,
+    apply_condition,
+    cache,
+    classes,
+    ensure_demo_data,
+    render_scene,
+)
+from stag_seg.demo.synth.classes import (
     BUILDING,
     CAR,
     PERSON,
@@ -19,11 +29,11 @@ from stag_seg.demo.scenes import (
     ROAD,
     SIDEWALK,
     SKY,
-    SKY_DEPTH,
     TRAFFIC_SIGN,
     VEGETATION,
-    render_scene,
 )
+from stag_seg.demo.synth.layout import SKY_DEPTH
+from stag_seg.demo.synth.naming import acdc_paths
 
 SMALL = dict(num_train=6, num_val=3, num_per_condition=3, size=(128, 64), seed=3)
 CS_IMG = re.compile(r'cityscapes/leftImg8bit/(train|val)/(\w+)/\2_\d{6}_\d{6}_leftImg8bit\.png')
@@ -201,3 +211,84 @@ def test_refuses_to_overwrite_foreign_data(tmp_path):
         generate_demo_data(str(tmp_path), num_train=1, num_val=1, num_per_condition=1,
                            size=(64, 32), num_workers=1)
     assert osp.isdir(tmp_path / 'cityscapes' / 'leftImg8bit')
+
+
+def test_class_ids_and_conditions_come_from_the_datasets():
+    names = ACDCDataset.METAINFO['classes']   # Cityscapes' 19
+    ids = {n: getattr(classes, n.upper().replace(' ', '_')) for n in names}
+    assert [ids[n] for n in names] == list(range(19))
+    assert list(CONDITIONS) == list(ACDC_CONDITIONS)
+
+
+def test_colour_labels_use_the_dataset_palette(demo_root):
+    palette = np.array(ACDCDataset.METAINFO['palette'])   # Cityscapes', RGB
+    pairs = glob.glob(osp.join(demo_root, 'acdc/gt/*/train/*/*_gt_labelTrainIds.png'))
+    for path in pairs[:4]:
+        label = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+        color = cv2.imread(path.replace('labelTrainIds', 'labelColor'), cv2.IMREAD_COLOR)
+        for i in np.unique(label):
+            expected = palette[i][::-1] if i < 19 else (0, 0, 0)    # BGR; ignore is black
+            assert (color[label == i] == expected).all(), (path, i)
+
+
+def _acdc_bytes(root, num):
+    return {(c, i): open(acdc_paths(osp.join(root, 'acdc'), c, 'train', i)[0], 'rb').read()
+            for c in ACDC_CONDITIONS for i in range(num)}
+
+
+@pytest.fixture(scope='module')
+def larger_root(tmp_path_factory):
+    """The SMALL tree with 5 instead of 3 images per condition."""
+    root = str(tmp_path_factory.mktemp('larger'))
+    generate_demo_data(root, num_workers=1, **{**SMALL, 'num_per_condition': 5})
+    return root
+
+
+def test_images_are_keyed_by_index(demo_root, larger_root):
+    assert _acdc_bytes(larger_root, 3) == _acdc_bytes(demo_root, 3)
+    assert _read_all(osp.join(larger_root, 'cityscapes')) == \
+        _read_all(osp.join(demo_root, 'cityscapes'))
+
+
+def test_subset_of_a_larger_cache_is_the_smaller_stream(demo_root, larger_root):
+    """The first 3 of 5 cached images, as the dataset's ``indices``, are the stream a tree
+    of exactly 3 per condition gives: same files, same order."""
+    for cond in ACDC_CONDITIONS:
+        small = ACDCDataset(cond, data_root=osp.join(demo_root, 'acdc'))
+        subset = ACDCDataset(cond, data_root=osp.join(larger_root, 'acdc'),
+                             indices=acdc_subset(cond, 5, 3))
+        assert len(small) == len(subset) == 3
+        for i in range(3):
+            a, b = small.get_data_info(i), subset.get_data_info(i)
+            assert osp.relpath(a['img_path'], demo_root) == \
+                osp.relpath(b['img_path'], larger_root)
+            assert open(a['img_path'], 'rb').read() == open(b['img_path'], 'rb').read()
+    assert acdc_subset('fog', 4, 4) == [0, 1, 2, 3]
+    assert acdc_subset('fog', 4, 2) == [0, 2]     # GOPR0475 frames 0, 2 | GOPR0477 1, 3
+    with pytest.raises(ValueError, match='cannot take 5 of the 4'):
+        acdc_subset('fog', 4, 5)
+
+
+def test_ensure_reuses_a_larger_cache_and_renders_only_for_more(tmp_path, monkeypatch):
+    root = str(tmp_path / 'cache')
+    params = dict(num_train=1, num_val=1, num_per_condition=2, size=(64, 32), num_workers=1)
+    paths, cached = ensure_demo_data(root, 1, **params)
+    assert cached == 2 and json.load(open(paths.manifest))['params']['num_per_condition'] == 2
+    before = {f: os.stat(osp.join(root, f)).st_ino for f in _files(root)}
+    first = _acdc_bytes(root, 2)
+
+    def no_render(*args, **kwargs):
+        raise AssertionError('rendered although the cache holds enough images')
+
+    with monkeypatch.context() as m:
+        m.setattr(cache, 'run_jobs', no_render)
+        assert ensure_demo_data(root, 1, **params) == (paths, 2)
+        assert ensure_demo_data(root, 2, **{**params, 'num_per_condition': 1}) == (paths, 2)
+    assert {f: os.stat(osp.join(root, f)).st_ino for f in _files(root)} == before
+    _, cached = ensure_demo_data(root, 3, **params)        # more than cached: renders 3
+    assert cached == 3 and _acdc_bytes(root, 2) == first
+    assert json.load(open(paths.manifest))['params']['num_per_condition'] == 3
+    _, cached = ensure_demo_data(root, 1, **{**params, 'seed': 1})   # other data: renders 2
+    assert cached == 2 and _acdc_bytes(root, 2) != first
+    with pytest.raises(ValueError, match='min_per_condition'):
+        ensure_demo_data(root, 0, **params)

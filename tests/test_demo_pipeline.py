@@ -1,4 +1,6 @@
-"""The demo's pipeline and ablation on a tiny generated stream with a random-init source model."""
+"""The demo's run and ablation on a tiny generated stream with a random-init source model."""
+import glob
+import os
 import os.path as osp
 
 import cv2
@@ -9,11 +11,14 @@ from mmengine.config import Config
 from mmengine.runner import save_checkpoint
 from mmseg.registry import MODELS
 
-from stag_seg.demo.ablation import run_ablation, setting_name
-from stag_seg.demo.pipeline import run_demo
-from stag_seg.demo.source_model import DEMO_MODEL_CONFIG
+from stag_seg.datasets.acdc import ACDC_CONDITIONS
+from stag_seg.demo import DEMO_MODEL_CONFIG, run_ablation, run_demo
+from stag_seg.demo.ablation import setting_name
+from stag_seg.demo.launch import predictions_dir
+from stag_seg.demo.synth import cache, ensure_demo_data
+from stag_seg.demo.synth.naming import acdc_stem
 
-TINY_DATA = dict(num_train=1, num_val=2, size=(256, 128))
+TINY_DATA = dict(num_train=1, num_val=2, num_per_condition=3, size=(256, 128))   # 3 cached
 
 
 @pytest.fixture(scope='module')
@@ -26,8 +31,23 @@ def checkpoint(tmp_path_factory):
     return path
 
 
-def test_demo_writes_tables_plot_and_qualitative_figure(tmp_path, checkpoint, capsys):
-    data, work = str(tmp_path / 'data'), str(tmp_path / 'work')
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    return str(tmp_path_factory.mktemp('data'))
+
+
+def _predicted_stems(work, method, round_idx, condition):
+    files = glob.glob(osp.join(predictions_dir(work, method), f'round_{round_idx}', condition,
+                               '**', '*_labelTrainIds.png'), recursive=True)
+    return sorted(osp.basename(f)[:-len('_labelTrainIds.png')] for f in files)
+
+
+def _first_stems(condition, num):
+    return sorted(acdc_stem(condition, i)[1] for i in range(num))
+
+
+def test_demo_writes_tables_plot_and_qualitative_figure(data, tmp_path, checkpoint, capsys):
+    work = str(tmp_path / 'work')
     runs = run_demo(data, work, checkpoint, rounds=1, images_per_condition=2,
                     data_kwargs=TINY_DATA)
     out = capsys.readouterr().out
@@ -36,9 +56,12 @@ def test_demo_writes_tables_plot_and_qualitative_figure(tmp_path, checkpoint, ca
         assert [(r['domain'], r.get('adapted', True)) for r in records] == [
             ('fog', True), ('night', True), ('rain', True), ('snow', True),
             ('clean_val', False)]
+        assert [r['num_images'] for r in records] == [2, 2, 2, 2, 2]   # 2 of 3 cached; val 2
         assert osp.isfile(osp.join(work, name.replace('+', '_'), 'results.md'))
         assert f"{records[0]['mIoU']:.2f}" in out
-    assert 'Methods compared' in out and 'tent+stag' in out
+        for cond in ACDC_CONDITIONS:     # the first two rendered images of each condition
+            assert _predicted_stems(work, name, 1, cond) == _first_stems(cond, 2)
+    assert 'Methods compared' in out and 'tent+stag' in out and '2 of the 3 images' in out
     assert cv2.imread(osp.join(work, 'compare_miou.png')) is not None
     figure = cv2.imread(osp.join(work, 'qualitative.png'))
     assert figure.shape == (8 * (128 + 22), 5 * 256, 3)    # 2 per condition x 5 panels
@@ -46,14 +69,36 @@ def test_demo_writes_tables_plot_and_qualitative_figure(tmp_path, checkpoint, ca
     assert runs['source'][-1]['skipped_updates'] == 0
 
 
-def test_ablation_runs_each_setting_against_tent(tmp_path, checkpoint):
-    data = str(tmp_path / 'data')
-    run_demo(data, str(tmp_path / 'demo'), checkpoint, rounds=1, images_per_condition=2,
-             methods=['source'], data_kwargs=TINY_DATA)
+def test_fewer_images_reuse_the_cache(data, tmp_path, checkpoint, monkeypatch):
+    assert ensure_demo_data(data, 3, **TINY_DATA)[1] == 3      # rendered (by now or before)
+    stat = {f: (os.stat(f).st_ino, os.stat(f).st_mtime_ns)
+            for f in glob.glob(osp.join(data, '**', '*.*'), recursive=True)}
+
+    def no_render(*args, **kwargs):
+        raise AssertionError('re-rendered the demo data for fewer images')
+
+    monkeypatch.setattr(cache, 'run_jobs', no_render)
+    work = str(tmp_path / 'work')
+    runs = run_demo(data, work, checkpoint, rounds=1, images_per_condition=1,
+                    methods=['source'], data_kwargs=TINY_DATA)
+    assert [r['num_images'] for r in runs['source']] == [1, 1, 1, 1, 2]
+    for cond in ACDC_CONDITIONS:
+        assert _predicted_stems(work, 'source', 1, cond) == _first_stems(cond, 1)
+    assert {f: (os.stat(f).st_ino, os.stat(f).st_mtime_ns) for f in stat} == stat
+    assert cv2.imread(osp.join(work, 'qualitative.png')).shape[0] == 4 * (128 + 22)
+    with pytest.raises(ValueError, match='holds 3 images per condition'):
+        run_ablation([], data, str(tmp_path / 'ablation'), checkpoint, rounds=1,
+                     images_per_condition=4)
+
+
+def test_ablation_runs_each_setting_against_tent(data, tmp_path, checkpoint):
+    ensure_demo_data(data, 2, **TINY_DATA)
     grid = [dict(loss_weight=2.0, grad_space='classifier', tau=0.5)]
-    runs, table = run_ablation(grid, data, str(tmp_path / 'ablation'), checkpoint, rounds=1)
+    runs, table = run_ablation(grid, data, str(tmp_path / 'ablation'), checkpoint, rounds=1,
+                               images_per_condition=2)
     name = setting_name(grid[0])
     assert list(runs) == ['tent', name]
     assert all(r['method'] == name for r in runs[name])
+    assert [r['num_images'] for r in runs[name]] == [2, 2, 2, 2, 2]
     assert name in table and 'tent' in table
     assert runs[name] != runs['tent']

@@ -1,7 +1,14 @@
 """Render the offline demo data: procedural mini-Cityscapes and mini-ACDC trees.
 
     python tools/make_demo_data.py [--root data/demo] [--num-train 300] [--num-val 50]
-                                   [--num-per-condition 50] [--size 512 256] [--seed 0]
+                                   [--num-per-condition 50] [--num-val-per-condition 0]
+                                   [--size 512 256] [--seed 0] [--workers 2] [--no-color]
+                                   [--force]
+
+Writes ROOT/cityscapes (leftImg8bit + gtFine, as mmseg's CityscapesDataset reads it) and
+ROOT/acdc (rgb_anon + gt for fog, night, rain, snow, as stag_seg's ACDCDataset reads it).
+Every image is rendered from its own seeded rng, so the files are byte-identical for the same
+parameters; ROOT/MANIFEST.json records them and a rerun with the same ones does nothing.
 """
 import argparse
 import time
@@ -10,20 +17,28 @@ from stag_seg.demo import generate_demo_data
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--root', default='data/demo', help='output folder (default: data/demo)')
-    parser.add_argument('--num-train', type=int, default=300, help='Cityscapes train images')
-    parser.add_argument('--num-val', type=int, default=50, help='Cityscapes val images')
+    parser.add_argument('--num-train', type=int, default=300,
+                        help='Cityscapes train images (default: 300)')
+    parser.add_argument('--num-val', type=int, default=50,
+                        help='Cityscapes val images (default: 50)')
     parser.add_argument('--num-per-condition', type=int, default=50,
-                        help='ACDC train images per condition (fog, night, rain, snow)')
+                        help='ACDC train images per condition (fog, night, rain, snow; '
+                        'default: 50)')
     parser.add_argument('--num-val-per-condition', type=int, default=0,
                         help='ACDC val images per condition (default: none)')
     parser.add_argument('--size', type=int, nargs=2, default=(512, 256), metavar=('W', 'H'),
                         help='image width and height (default: 512 256)')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--workers', type=int, default=None, help='processes (default: 2)')
-    parser.add_argument('--no-color', action='store_true', help='skip the colour label PNGs')
-    parser.add_argument('--force', action='store_true', help='regenerate even if cached')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed of every image\'s rng (default: 0)')
+    parser.add_argument('--workers', type=int, default=None,
+                        help='rendering processes (default: 2, or 1 on a 1-core machine)')
+    parser.add_argument('--no-color', action='store_true',
+                        help='skip the colour label PNGs (gtFine_color, gt_labelColor)')
+    parser.add_argument('--force', action='store_true',
+                        help='render again even if the manifest matches')
     return parser.parse_args()
 
 

@@ -12,7 +12,9 @@ HEADER = 22        # pixels of title bar above each column
 
 
 def colorize(label: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:
-    """(H, W) train ids -> (H, W, 3) BGR image; ids outside the palette (255) are black."""
+    """(H, W) uint8 train ids -> (H, W, 3) uint8 BGR image; ids outside the palette (255) are
+    black. ``palette``: RGB per id, e.g. a dataset's ``metainfo['palette']``. The figures and
+    the demo data's colour labels both use it."""
     lut = np.zeros((256, 3), np.uint8)
     lut[:len(palette)] = np.asarray(palette, np.uint8)[:, ::-1]     # RGB palette -> BGR
     return lut[label]

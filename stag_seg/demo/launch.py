@@ -1,0 +1,78 @@
+"""Runs one method's config over the demo stream through the engine (load_tta_config, run_tta)."""
+from __future__ import annotations
+
+import os.path as osp
+
+from stag_seg.datasets.acdc import ACDC_CONDITIONS
+from stag_seg.demo.synth import acdc_subset, cached_params
+from stag_seg.engine.launch import load_tta_config, run_tta
+from stag_seg.reports import load_records
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DEMO_CONFIGS = {
+    'source': 'configs/demo/segformer_mini_demo-acdc_source.py',
+    'tent': 'configs/demo/segformer_mini_demo-acdc_tent.py',
+    'tent+stag': 'configs/demo/segformer_mini_demo-acdc_tent-stag.py',
+}
+
+
+def repo_path(path: str) -> str:
+    """``path`` itself if absolute, else relative to the repository root."""
+    return path if osp.isabs(path) else osp.join(REPO, path)
+
+
+def method_dir(work_dir: str, name: str) -> str:
+    """Where method ``name``'s run writes its reports (``tent+stag`` -> ``tent_stag``)."""
+    return osp.join(work_dir, name.replace('+', '_'))
+
+
+def predictions_dir(work_dir: str, name: str) -> str:
+    """The engine's ``out_dir`` for method ``name``: ``round_<r>/<domain>/...`` below it."""
+    return osp.join(method_dir(work_dir, name), 'predictions')
+
+
+def stream_subset(data_root: str, images_per_condition: int | None) -> dict[str, list[int]]:
+    """``{condition: dataset indices}`` that keep the first ``images_per_condition`` rendered
+    images of each condition; empty when that is every cached image (or None is asked)."""
+    if images_per_condition is None:
+        return {}
+    params = cached_params(data_root)
+    if params is None:
+        raise FileNotFoundError(f'{osp.join(data_root, "MANIFEST.json")}: no demo data there '
+                                '(run tools/make_demo_data.py or tools/demo.py first)')
+    cached = int(params['num_per_condition'])
+    if not 1 <= images_per_condition <= cached:
+        raise ValueError(f'images_per_condition={images_per_condition}: {data_root} holds '
+                         f'{cached} images per condition; expected 1..{cached} (render more '
+                         'with tools/make_demo_data.py --num-per-condition)')
+    if images_per_condition == cached:
+        return {}
+    return {c: acdc_subset(c, cached, images_per_condition) for c in ACDC_CONDITIONS}
+
+
+def run_method(name: str, data_root: str, work_dir: str, checkpoint: str, rounds: int,
+               cfg_options: dict | None = None,
+               images_per_condition: int | None = None) -> list[dict]:
+    """Runs method ``name`` (a key of :data:`DEMO_CONFIGS`) over the demo stream; returns its
+    records. ``images_per_condition`` takes the first N rendered images of each condition
+    (None: all on disk); ``cfg_options`` override the config last."""
+    if name not in DEMO_CONFIGS:
+        raise ValueError(f'unknown demo method {name!r}; expected one of {list(DEMO_CONFIGS)}')
+    data_root = repo_path(data_root)
+    options = {
+        'test_dataloader.dataset.data_root': osp.join(data_root, 'acdc'),
+        'test_cfg.forgetting.dataset.data_root': osp.join(data_root, 'cityscapes'),
+        'test_cfg.num_rounds': rounds,
+        'log_level': 'WARNING',
+    }
+    # the demo configs' domains are ACDC_CONDITIONS in order (configs/_base_/datasets)
+    subset = stream_subset(data_root, images_per_condition)
+    for i, condition in enumerate(ACDC_CONDITIONS):
+        if condition in subset:
+            options[f'test_cfg.domains.{i}.dataset.indices'] = subset[condition]
+    options.update(cfg_options or {})
+    run_dir = method_dir(work_dir, name)
+    cfg = load_tta_config(repo_path(DEMO_CONFIGS[name]), run_dir, options,
+                          out_dir=predictions_dir(work_dir, name))
+    run_tta(cfg, repo_path(checkpoint))
+    return load_records(run_dir)
