@@ -10,6 +10,7 @@ from mmseg.registry import HOOKS
 
 import stag_seg  # noqa: F401
 from stag_seg.engine.launch import load_tta_config
+from stag_seg.plugins import TTAPlugin
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY_CONFIG = osp.join(REPO, 'tests', 'configs', 'tiny_segformer_acdc.py')
@@ -24,6 +25,7 @@ def tiny_options(data_root: str, num_rounds: int = 2, **extra) -> dict:
         'test_dataloader.dataset.pipeline.1.scale': (64, 32),
         'test_cfg.num_rounds': num_rounds,
         'test_cfg.progress': False,
+        'test_cfg.random_init': True,
         'randomness': dict(seed=0),
         'log_level': 'WARNING',
     }
@@ -52,22 +54,31 @@ class CrashAfterItersHook(Hook):
 
 
 @HOOKS.register_module()
-class NonFiniteLossHook(Hook):
-    """Adds a NaN loss term at the given (1-based) adaptation steps; snapshots the model."""
+class NonFiniteLossHook(TTAPlugin):
+    """A plug-in adding a NaN loss term at the given (1-based) adaptation steps; snapshots
+    the model before and after those steps."""
+
+    name = 'nan'
 
     def __init__(self, steps: tuple[int, ...]) -> None:
+        super().__init__(loss_weight=1.0)
         self.steps = set(steps)
         self.step = 0
-        self.snapshots: dict[int, tuple[dict, dict]] = {}
+        self.model = None
+        self.snapshots: dict[int, tuple[dict, dict | None]] = {}
 
-    def after_tta_forward(self, runner, batch_idx, data_batch, outputs, losses) -> None:
+    def before_test(self, runner) -> None:
+        self.model = runner.model
+
+    def losses(self, ctx) -> dict:
         self.step += 1
         if self.step in self.steps:
-            state = {k: v.clone() for k, v in runner.model.state_dict().items()}
+            state = {k: v.clone() for k, v in self.model.state_dict().items()}
             self.snapshots[self.step] = (state, None)
-            losses['loss_nan'] = torch.tensor(float('nan'))
+            return {'loss_nan': torch.tensor(float('nan'))}
+        return {'loss_nan': ctx.logits.sum() * 0.0}
 
-    def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+    def after_update(self, ctx) -> None:
         if self.step in self.snapshots and self.snapshots[self.step][1] is None:
-            after = {k: v.clone() for k, v in runner.model.state_dict().items()}
+            after = {k: v.clone() for k, v in self.model.state_dict().items()}
             self.snapshots[self.step] = (self.snapshots[self.step][0], after)

@@ -126,7 +126,7 @@ def test_matching_checkpoint_is_loaded(tmp_path, acdc):
     save_checkpoint({'state_dict': model.state_dict(), 'meta': {'arr': np.arange(3)}},
                     checkpoint)
     run_tta(cfg, checkpoint)
-    state = torch.load(tmp_path / 'w' / 'tta_state.pth', weights_only=True)['model']
+    state = torch.load(tmp_path / 'w' / 'tta_state.pth', weights_only=True)['adapter']['model']
     for key, value in model.state_dict().items():
         assert torch.equal(state[key], value), key
     with pytest.raises(FileNotFoundError, match='missing.pth'):

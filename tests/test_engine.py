@@ -12,7 +12,7 @@ import torch
 from engine_utils import REPO, TINY_CONFIG, build_runner, tiny_options
 from fixture_data import make_acdc_tree, make_cityscapes_tree
 
-from stag_seg.engine.methods import NORM_TYPES
+from stag_seg.methods import NORM_TYPES
 from stag_seg.reports import load_records
 
 RECORD_KEYS = {'method', 'round', 'domain', 'num_images', 'mIoU', 'mAcc', 'aAcc', 'IoU',
@@ -121,8 +121,8 @@ def test_killed_and_resumed_run_gives_the_same_results(tmp_path, acdc):
     assert load_records(str(tmp_path / 'part')) == load_records(str(tmp_path / 'full'))
     full = torch.load(tmp_path / 'full' / 'tta_state.pth', weights_only=True)
     part = torch.load(tmp_path / 'part' / 'tta_state.pth', weights_only=True)
-    for key, value in full['model'].items():
-        assert torch.equal(value, part['model'][key]), key
+    for key, value in full['adapter']['model'].items():
+        assert torch.equal(value, part['adapter']['model'][key]), key
 
 
 def test_mixed_stream_is_seeded_and_scored_per_condition(tmp_path, acdc):

@@ -20,6 +20,7 @@ TINY = {
     'test_dataloader.dataset.pipeline.1.scale': (128, 64),
     'test_cfg.num_rounds': 1,
     'test_cfg.progress': False,
+    'test_cfg.random_init': True,
 }
 
 

@@ -1,4 +1,4 @@
-"""Checkpoint loading for torch>=2.6 (weights_only) plus a class-count-checked segmentor loader."""
+"""Checkpoint loading for torch>=2.6 (weights_only) plus a strict segmentor loader."""
 import logging
 import os
 import os.path as osp
@@ -62,27 +62,58 @@ def apply() -> None:
                                      force=True)
 
 
-def load_segmentor_checkpoint(model: nn.Module, filename: str, map_location: Any = 'cpu',
-                              strict: bool = False) -> Dict[str, Any]:
-    """Load ``filename`` into ``model`` via mmengine; returns the checkpoint dict.
+def _first(keys: list[str], n: int = 5) -> str:
+    return ', '.join(keys[:n]) + (f' ... ({len(keys)} in all)' if len(keys) > n else '')
 
-    Unlike mmengine (which only warns), a classifier with a different number of classes
-    (``*conv_seg.weight``, e.g. ``decode_head.conv_seg.weight``) raises ``ValueError``.
+
+def load_segmentor_checkpoint(model: nn.Module, filename: str,
+                              map_location: Any = 'cpu') -> Dict[str, Any]:
+    """Loads ``filename`` into ``model`` strictly; returns the checkpoint dict.
+
+    mmengine only warns about missing or unexpected keys, so a checkpoint of another model
+    (or a backbone-only one) would run on random weights. Here every mismatch is a
+    ``ValueError`` naming the file and the first keys: a file that is not a checkpoint,
+    tensors of another shape (for the classifier ``*conv_seg.weight``, the class counts),
+    missing or unexpected keys. BatchNorm's ``num_batches_tracked`` may be absent.
     """
-    checkpoint = CheckpointLoader.load_checkpoint(filename, map_location=map_location)
-    if not isinstance(checkpoint, dict):
-        raise RuntimeError(f'No state_dict found in checkpoint file {filename}')
-    state_dict = checkpoint.get('state_dict', checkpoint)
+    try:
+        checkpoint = CheckpointLoader.load_checkpoint(filename, map_location=map_location)
+    except FileNotFoundError:
+        raise
+    except Exception as e:
+        raise ValueError(f'{filename} is not a readable PyTorch checkpoint '
+                         f'({type(e).__name__}: {e})') from e
+    state_dict = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state_dict, dict) or not any(
+            isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise ValueError(f'{filename} holds no state dict of tensors (found '
+                         f'{type(checkpoint).__name__}); expected a model checkpoint')
     revised = OrderedDict((re.sub(r'^module\.', '', k), v) for k, v in state_dict.items())
     revised._metadata = getattr(state_dict, '_metadata', OrderedDict())
 
     module = model.module if is_model_wrapper(model) else model
     own = module.state_dict()
     for key, value in revised.items():
-        if key.endswith(CLASSIFIER_SUFFIX) and key in own and own[key].shape != value.shape:
-            raise ValueError(
-                f'{filename}: {key} has shape {tuple(value.shape)} in the checkpoint but '
-                f'{tuple(own[key].shape)} in the model ({value.shape[0]} vs '
-                f'{own[key].shape[0]} classes); set num_classes to match the checkpoint.')
-    load_state_dict(module, revised, strict=strict)
+        if key in own and tuple(own[key].shape) != tuple(value.shape):
+            shapes = (f'{key} has shape {tuple(value.shape)} in the checkpoint but '
+                      f'{tuple(own[key].shape)} in the model')
+            if key.endswith(CLASSIFIER_SUFFIX) and value.shape[0] != own[key].shape[0]:
+                raise ValueError(f'{filename}: {shapes} ({value.shape[0]} vs '
+                                 f'{own[key].shape[0]} classes); set num_classes to match the '
+                                 'checkpoint.')
+            raise ValueError(f'{filename}: {shapes}; is it a checkpoint of another '
+                             'architecture?')
+    missing = [k for k in own if k not in revised and not k.endswith('num_batches_tracked')]
+    unexpected = [k for k in revised if k not in own]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f'{len(missing)} model key(s) missing from it ({_first(missing)})')
+        if unexpected:
+            parts.append(f'{len(unexpected)} unexpected key(s) ({_first(unexpected)})')
+        raise ValueError(f'{filename} does not match the model: ' + '; '.join(parts)
+                         + '. Is it a checkpoint of this architecture (not a backbone-only '
+                         'or another model\'s file)? Convert it first if it comes from '
+                         'another code base.')
+    load_state_dict(module, revised, strict=True)
     return checkpoint

@@ -1,7 +1,9 @@
-"""The continual TTA engine: the loop, the TTA methods and the plug-in hooks."""
-from stag_seg.engine import methods  # noqa: F401  (registers TTA methods)
-from stag_seg.engine.continual_loop import ContinualTTALoop
-from stag_seg.engine.hooks import STAGHook
+"""The continual TTA engine: the adapter (the step), the loop (streaming), scoring, state."""
+from stag_seg.engine.adapter import TTAAdapter
+from stag_seg.engine.context import StepContext
+from stag_seg.engine.iou_metric import StreamIoUMetric
+from stag_seg.engine.loop import ContinualTTALoop
 from stag_seg.engine.stream import SeededOrderSampler
 
-__all__ = ['ContinualTTALoop', 'STAGHook', 'SeededOrderSampler']
+__all__ = ['ContinualTTALoop', 'SeededOrderSampler', 'StepContext', 'StreamIoUMetric',
+           'TTAAdapter']

@@ -1,20 +1,29 @@
-"""Builds a Runner from a continual-TTA config and runs the stream (used by tools/test_tta.py)."""
+"""Builds a Runner from a stream config and runs it (what tools/test_tta.py calls)."""
 from __future__ import annotations
 
+import logging
 import os.path as osp
 
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from stag_seg.compat.checkpoint import load_segmentor_checkpoint
+from stag_seg.engine.config import validate_tta_config
 
 
 def load_tta_config(config: str,
                     work_dir: str | None = None,
                     cfg_options: dict | None = None,
                     resume: bool = False,
-                    out_dir: str | None = None) -> Config:
-    """The config with the command line's overrides applied."""
+                    out_dir: str | None = None,
+                    checkpoint: str | None = None,
+                    random_init: bool | None = None) -> Config:
+    """The config with the command line's overrides applied, checked as a whole.
+
+    Every option (loop, method, optimizer, plug-ins) is validated here, before a Runner
+    exists, so a bad option never touches the work dir. ``checkpoint`` and ``random_init``
+    set ``test_cfg.checkpoint`` / ``test_cfg.random_init`` (:func:`run_tta` can still set
+    them, and requires one of the two); ``randomness.seed`` defaults to 0.
+    """
     if not osp.isfile(config):
         raise FileNotFoundError(f'config file not found: {config}')
     cfg = Config.fromfile(config)
@@ -29,17 +38,42 @@ def load_tta_config(config: str,
     cfg.test_cfg.resume = resume
     if out_dir:
         cfg.test_cfg.out_dir = out_dir
-    cfg.load_from = None          # the checkpoint is loaded (and checked) by run_tta
-    cfg.launcher = 'none'
-    return cfg
-
-
-def run_tta(cfg: Config, checkpoint: str | None = None) -> dict:
-    """Runs the stream; returns the loop's summary metrics. Reports land in cfg.work_dir."""
-    runner = Runner.from_cfg(cfg)
     if checkpoint:
         if not osp.isfile(checkpoint):
             raise FileNotFoundError(f'checkpoint file not found: {checkpoint}')
-        load_segmentor_checkpoint(runner.model, checkpoint)
-        runner.logger.info(f'Loaded checkpoint {checkpoint}')
+        cfg.test_cfg.checkpoint = checkpoint
+    if random_init is not None:
+        cfg.test_cfg.random_init = random_init
+    if cfg.get('randomness', {}).get('seed') is None:
+        cfg.randomness = {**cfg.get('randomness', {}), 'seed': 0}
+    cfg.load_from = None          # the loop loads (and checks) test_cfg.checkpoint itself
+    cfg.launcher = 'none'
+    validate_tta_config(cfg, require_checkpoint=False)
+    return cfg
+
+
+def quiet_console(logger: logging.Logger, level: int = logging.WARNING) -> None:
+    """Leaves INFO lines (config, per-class tables, stage lines) to the log file only."""
+    for handler in logger.handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(
+                handler, logging.FileHandler):
+            handler.setLevel(level)
+
+
+def run_tta(cfg: Config, checkpoint: str | None = None, random_init: bool | None = None,
+            verbose: bool = True) -> dict:
+    """Runs the stream; returns the loop's summary metrics. Reports land in ``cfg.work_dir``.
+
+    ``verbose=False`` keeps the console to warnings and progress (the log file gets all).
+    """
+    if checkpoint is not None:
+        if not osp.isfile(checkpoint):
+            raise FileNotFoundError(f'checkpoint file not found: {checkpoint}')
+        cfg.test_cfg.checkpoint = checkpoint
+    if random_init is not None:
+        cfg.test_cfg.random_init = random_init
+    validate_tta_config(cfg)
+    runner = Runner.from_cfg(cfg)
+    if not verbose:
+        quiet_console(runner.logger)
     return runner.test()

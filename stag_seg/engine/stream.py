@@ -1,7 +1,7 @@
-"""The continual stream: domains built from dataset configs, and its schedule of stages."""
+"""The continual stream: domains built from dataset configs, their samples tagged with the
+domain's name, and the schedule of stages."""
 from __future__ import annotations
 
-import bisect
 import copy
 from dataclasses import dataclass
 
@@ -10,15 +10,42 @@ from mmengine.registry import DATA_SAMPLERS
 from mmseg.registry import DATASETS
 from torch.utils.data import ConcatDataset, Dataset, Sampler
 
+from stag_seg.datasets import check_label_files
+
 ORDERS = ('sequential', 'mixed')
+#: metainfo key that carries a sample's domain through the pipeline, the model and scoring
+DOMAIN_KEY = 'stream_domain'
+
+
+class DomainDataset(Dataset):
+    """A domain's dataset whose samples carry the domain's name in their metainfo
+    (``DOMAIN_KEY``), so that scoring attributes every prediction by its own sample."""
+
+    def __init__(self, name: str, dataset: Dataset) -> None:
+        self.name = name
+        self.dataset = dataset
+        self.metainfo = getattr(dataset, 'metainfo', {})
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        data = self.dataset[index]
+        samples = data.get('data_samples') if isinstance(data, dict) else None
+        if samples is None:
+            raise ValueError(f'domain {self.name!r}: the pipeline must end with PackSegInputs '
+                             '(no data_samples in what it returned)')
+        for sample in samples if isinstance(samples, list) else [samples]:  # TTA views: a list
+            sample.set_metainfo({DOMAIN_KEY: self.name})
+        return data
 
 
 @dataclass
 class Domain:
-    """One stream domain: a name and its built dataset."""
+    """One stream domain: a name, its (tagged) dataset, and whether it adapts."""
 
     name: str
-    dataset: Dataset
+    dataset: DomainDataset
     adapt: bool = True
 
 
@@ -50,7 +77,10 @@ def merge_dataset_cfg(template: dict | None, override: dict) -> dict:
 
 
 def build_domain(cfg: dict, template: dict | None, adapt: bool = True) -> Domain:
-    """Builds one domain from ``dict(name=..., dataset=dict(...))``; an empty one is an error."""
+    """Builds one domain from ``dict(name=..., dataset=dict(...))``.
+
+    An empty domain or an image without its label is an error naming the domain.
+    """
     if 'name' not in cfg:
         raise ValueError(f'a stream domain needs a name: {cfg}')
     dataset_cfg = merge_dataset_cfg(template, cfg.get('dataset', {}))
@@ -59,7 +89,8 @@ def build_domain(cfg: dict, template: dict | None, adapt: bool = True) -> Domain
         root = dataset_cfg.get('data_root', '')
         raise ValueError(f"domain {cfg['name']!r} is empty: no images found "
                          f'(data_root={root!r}, data_prefix={dataset_cfg.get("data_prefix")})')
-    return Domain(cfg['name'], dataset, adapt)
+    check_label_files(dataset, cfg['name'])
+    return Domain(cfg['name'], DomainDataset(cfg['name'], dataset), adapt)
 
 
 def plan_stages(domains: list[str], num_rounds: int, order: str,
@@ -81,24 +112,16 @@ def plan_stages(domains: list[str], num_rounds: int, order: str,
 
 
 class MixedDataset(ConcatDataset):
-    """All domains' images as one dataset; ``domain_of(i)`` says where image i comes from."""
+    """All adapted domains' images as one dataset (each sample keeps its domain's tag)."""
 
     def __init__(self, domains: list[Domain]) -> None:
         super().__init__([d.dataset for d in domains])
-        self.names = [d.name for d in domains]
         self.metainfo = domains[0].dataset.metainfo
-
-    def domain_of(self, index: int) -> str:
-        return self.names[bisect.bisect_right(self.cumulative_sizes, index)]
 
 
 @DATA_SAMPLERS.register_module()
 class SeededOrderSampler(Sampler):
-    """A seeded random order that changes with ``set_epoch`` (one epoch = one round).
-
-    ``order`` holds the indices of the current epoch, so a loop can tell which sample a
-    batch holds.
-    """
+    """A seeded random order that changes with ``set_epoch`` (one epoch = one round)."""
 
     def __init__(self, dataset: Dataset, seed: int | None = 0) -> None:
         self.size = len(dataset)

@@ -67,8 +67,12 @@ def stag_loss(logits: Tensor,
               valid_mask: Tensor | None = None,
               conf_thresh: float | None = None,
               impl: str = 'kspace',
+              feature_grad: bool = True,
               eps: float = 1e-8) -> Tensor:
     """L_STAG = mean over kept pixels of 1 - cos(grad_i, anchor_{y_i}).
+
+    Pixels are filtered by multiplying with a 0/1 mask (no boolean indexing, no host
+    synchronisation): the mean over kept pixels is sum(mask * loss) / max(sum(mask), 1).
 
     Args:
         logits: (N, K, H, W) or (P, K) classifier outputs, differentiable.
@@ -78,8 +82,10 @@ def stag_loss(logits: Tensor,
         conf_thresh: keep only pixels whose max softmax probability is >= this.
         impl: 'kspace' (exact, O(K^2) per pixel) or 'naive' (builds the C-dim gradient;
             feature space only, for reference and benchmarks).
+        feature_grad: classifier space: let the gradient flow through the features f_i in
+            cos(f_i, w_y) (True) or only through the entropy gradient u_i (False).
     Returns:
-        Scalar loss; 0 (still attached to ``logits``) when no pixel is kept.
+        Scalar float32 loss; 0 (still attached to ``logits``) when no pixel is kept.
     """
     if impl not in IMPLS:
         raise ValueError(f'impl must be one of {IMPLS}, got {impl!r}')
@@ -92,10 +98,6 @@ def stag_loss(logits: Tensor,
     if conf_thresh is not None:
         confident = z.detach().softmax(1).amax(1) >= conf_thresh
         keep = confident if keep is None else keep & confident
-    if keep is not None:
-        z = z[keep]
-    if z.shape[0] == 0:
-        return logits.sum() * 0.0
 
     u, _ = entropy_logit_grad(z, dim=1)
     pred = z.detach().argmax(1)
@@ -107,10 +109,13 @@ def stag_loss(logits: Tensor,
         if feats is None:
             raise ValueError("grad_space='classifier' needs the classifier's input features")
         f = pixels_last(feats).to(z.dtype)
-        if keep is not None:
-            f = f[keep]
+        if not feature_grad:
+            f = f.detach()
         cos = classifier_cosine(u, f, pred, anchors_f, eps)
-    return (1.0 - cos).mean()
+    if keep is None:
+        return (1.0 - cos).mean()
+    weight = keep.to(cos.dtype)
+    return ((1.0 - cos) * weight).sum() / weight.sum().clamp_min(1.0)
 
 
 def _cast(anchors: StructuralAnchors, dtype: torch.dtype) -> StructuralAnchors:

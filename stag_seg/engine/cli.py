@@ -1,0 +1,47 @@
+"""What tools/test_tta.py does with its arguments: run, print the table, report errors."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os.path as osp
+import sys
+import traceback
+import warnings
+
+#: third-party warnings that say nothing about a stream run (shown with --verbose)
+NOISE = (
+    r'Fail to import ``MultiScaleDeformableAttention``',
+    r'``build_loss`` would be deprecated',
+    r'Default ``avg_non_ignore`` is False',
+    r'The draw is False',
+    r'.*instance named of visualizer has been created',
+    r'"FileClient" will be deprecated',
+    r'.*torch\.jit\.',
+)
+
+
+def quiet_warnings() -> None:
+    for pattern in NOISE:
+        warnings.filterwarnings('ignore', message=pattern)
+    logging.getLogger('py.warnings').setLevel(logging.ERROR)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Runs the stream; prints the results table. Returns the exit code (errors: 1)."""
+    import stag_seg  # noqa: F401  (compat patches and registration)
+    from stag_seg.engine.launch import load_tta_config, run_tta
+    from stag_seg.reports import RESULTS_FILE, format_table, load_records
+
+    try:
+        cfg = load_tta_config(args.config, args.work_dir, args.cfg_options, args.resume,
+                              args.out, args.checkpoint, args.random_init or None)
+        run_tta(cfg, verbose=args.verbose)
+    except (ValueError, FileNotFoundError, RuntimeError, OSError, TypeError) as e:
+        if args.verbose:
+            traceback.print_exc()
+        print(f'test_tta: error: {e}', file=sys.stderr)
+        return 1
+    results = osp.join(cfg.work_dir, RESULTS_FILE)
+    if osp.isfile(results):
+        print(f'\n{format_table(load_records(results))}\n\nreports: {cfg.work_dir}')
+    return 0

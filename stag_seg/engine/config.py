@@ -1,0 +1,162 @@
+"""The stream's config: loop defaults, checks of the whole config before anything runs, and
+the fingerprint that ties a resume state to the config that wrote it."""
+from __future__ import annotations
+
+import copy
+import inspect
+
+import torch
+from mmengine.config import Config
+from mmengine.registry import OPTIM_WRAPPERS, OPTIMIZERS
+from mmseg.registry import HOOKS, METRICS
+
+from stag_seg.engine.optim import AMP_DTYPES
+from stag_seg.engine.stream import ORDERS
+from stag_seg.options import check_choice, check_int
+from stag_seg.plugins.base import TTAPlugin
+from stag_seg.registry import TTA_METHODS
+
+RESETS = ('never', 'domain', 'round')
+#: every test_cfg option of ContinualTTALoop besides dataloader/evaluator/domains
+LOOP_DEFAULTS = dict(
+    num_rounds=10,
+    order='sequential',                 # or 'mixed'
+    method=dict(type='tent'),           # a TTA_METHODS config
+    optimizer=dict(type='Adam', lr=6e-5 / 8, betas=(0.9, 0.999)),
+    optim_wrapper=None,                 # mmengine wrapper options: type, clip_grad, ...
+    amp=None,                           # None | 'bf16' | 'fp16'
+    classifier='decode_head.conv_seg',  # the module whose logits the method and plug-ins use
+    forgetting=None,                    # dict(name=..., dataset=...): scored, never adapted
+    reset='never',                      # 'domain' | 'round': restore the initial state
+    checkpoint=None,                    # the source model (tools/test_tta.py CHECKPOINT)
+    random_init=False,                  # run without a checkpoint, on purpose
+    method_name=None,                   # name in the reports (default: method+plug-ins)
+    out_dir=None,                       # save scored predictions here
+    resume=False,
+    save_state=True,
+    progress=True,
+)
+#: options that change how a run is watched or where extras go, not its results
+RUNTIME_OPTIONS = ('resume', 'out_dir', 'progress', 'save_state')
+LOADER_RUNTIME = ('num_workers', 'persistent_workers', 'pin_memory', 'prefetch_factor')
+
+
+def check_loop_options(domains: list, require_checkpoint: bool = True, **options) -> dict:
+    """``options`` completed with :data:`LOOP_DEFAULTS` and checked; returns them.
+
+    Unknown options, bad values, duplicate domain names (the forgetting set's included) and,
+    if ``require_checkpoint``, a missing checkpoint without ``random_init`` are errors
+    naming the option.
+    """
+    unknown = sorted(set(options) - set(LOOP_DEFAULTS) - {'type'})
+    if unknown:
+        hint = (' (the seed of the stream and of every RNG is randomness.seed)'
+                if 'seed' in unknown else '')
+        raise ValueError(f'test_cfg: unknown option(s) {unknown}{hint}; valid options: '
+                         f'{sorted(LOOP_DEFAULTS)}')
+    opt = {**copy.deepcopy(LOOP_DEFAULTS), **{k: v for k, v in options.items() if k != 'type'}}
+    check_int('test_cfg', 'num_rounds', opt['num_rounds'], low=1)
+    check_choice('test_cfg', 'order', opt['order'], ORDERS)
+    check_choice('test_cfg', 'reset', opt['reset'], RESETS)
+    check_choice('test_cfg', 'amp', opt['amp'], (None, *AMP_DTYPES))
+    if not domains:
+        raise ValueError('test_cfg.domains is empty: the stream needs at least one domain')
+    names = [d.get('name') for d in domains]
+    if opt['forgetting'] is not None:
+        names.append(opt['forgetting'].get('name'))
+    if None in names:
+        raise ValueError('test_cfg: every domain (and the forgetting set) needs a name')
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f'test_cfg: duplicate domain name(s) {duplicates} (the forgetting set '
+                         'needs a name of its own)')
+    opt['method'] = dict(opt['method'])
+    if require_checkpoint and opt['checkpoint'] is None and not opt['random_init']:
+        raise ValueError('no checkpoint: pass CHECKPOINT to tools/test_tta.py (or set '
+                         'test_cfg.checkpoint); to run from random initialisation on purpose, '
+                         'pass --random-init (test_cfg.random_init=True)')
+    return opt
+
+
+def _plugin_hook_cfgs(cfg: Config) -> list[tuple[int, dict, type]]:
+    """(index, config, class) of every custom hook that is a TTAPlugin."""
+    out = []
+    for i, hook in enumerate(cfg.get('custom_hooks') or []):
+        hook_type = hook.get('type') if isinstance(hook, dict) else None
+        cls = HOOKS.get(hook_type) if isinstance(hook_type, str) else hook_type
+        if cls is None:
+            raise ValueError(f'custom_hooks.{i}: unknown hook type {hook_type!r}')
+        if inspect.isclass(cls) and issubclass(cls, TTAPlugin):
+            out.append((i, dict(hook), cls))
+    return out
+
+
+def _build(owner: str, cls: type, kwargs: dict):
+    """``cls(**kwargs)``; an unknown keyword names the owner, the key and the valid ones."""
+    valid = [p for p in inspect.signature(cls).parameters if p not in ('self', 'args',
+                                                                        'kwargs')]
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown and not any(p.kind == p.VAR_KEYWORD
+                           for p in inspect.signature(cls).parameters.values()):
+        hint = (' (the classifier is set once for the method and every plug-in: '
+                'test_cfg.classifier)' if 'classifier' in unknown else '')
+        raise ValueError(f'{owner}: unknown option(s) {unknown}{hint}; valid options: {valid}')
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f'{owner}: {e}') from e
+
+
+def validate_tta_config(cfg: Config, require_checkpoint: bool = True) -> None:
+    """Checks the whole stream config before the Runner touches the work dir: the loop's
+    options (and, if ``require_checkpoint``, that there is a checkpoint or ``random_init``),
+    the method, the optimizer and its wrapper, the evaluator, every plug-in's options, and
+    that plug-ins have a gradient step to join."""
+    loop = dict(cfg.test_cfg)
+    loop.pop('type', None)
+    domains = loop.pop('domains', None) or []
+    opt = check_loop_options(domains=list(domains), require_checkpoint=require_checkpoint,
+                             **loop)
+    method_cfg = dict(opt['method'])
+    method_type = method_cfg.pop('type', None)
+    method_cls = TTA_METHODS.get(method_type) if isinstance(method_type, str) else None
+    if method_cls is None:
+        raise ValueError(f'test_cfg.method: unknown method {method_type!r}; registered: '
+                         f'{sorted(TTA_METHODS.module_dict)}')
+    method = _build(f'test_cfg.method ({method_type})', method_cls, method_cfg)
+    optimizer = dict(opt['optimizer'])
+    if OPTIMIZERS.get(optimizer.get('type')) is None:
+        raise ValueError(f'test_cfg.optimizer: unknown optimizer {optimizer.get("type")!r}')
+    try:
+        OPTIMIZERS.build({**optimizer, 'params': [torch.nn.Parameter(torch.zeros(1))]})
+    except Exception as e:
+        raise ValueError(f'test_cfg.optimizer: {e}') from e
+    wrapper_type = (opt['optim_wrapper'] or {}).get('type', 'OptimWrapper')
+    if OPTIM_WRAPPERS.get(wrapper_type) is None:
+        raise ValueError(f'test_cfg.optim_wrapper: unknown type {wrapper_type!r}')
+    evaluators = cfg.get('test_evaluator')
+    for metric in evaluators if isinstance(evaluators, (list, tuple)) else [evaluators]:
+        if not isinstance(metric, dict) or METRICS.get(metric.get('type')) is None:
+            raise ValueError(f'test_evaluator: unknown metric {metric!r}')
+    plugins = [(i, _build(f'custom_hooks.{i} ({cls.__name__})', cls,
+                          {k: v for k, v in hook.items() if k not in ('type', 'priority')}))
+               for i, hook, cls in _plugin_hook_cfgs(cfg)]
+    if plugins and not method.updates:
+        names = ', '.join(type(p).__name__ for _, p in plugins)
+        raise ValueError(f'custom_hooks: plug-in(s) {names} add loss terms, but method '
+                         f'{method_type!r} takes no gradient step, so they would change '
+                         'nothing; use a method that adapts (e.g. tent)')
+
+
+def run_fingerprint(cfg: Config, seed: int) -> dict[str, str]:
+    """What defines a run's results, flattened: model, stream, method, optimizer, plug-ins,
+    evaluator, seed and checkpoint (not how it is watched: progress, out_dir, workers)."""
+    from stag_seg.engine.run_dir import flatten
+
+    loop = {k: v for k, v in dict(cfg.test_cfg).items() if k not in RUNTIME_OPTIONS}
+    loader = {k: v for k, v in dict(cfg.test_dataloader).items() if k not in LOADER_RUNTIME}
+    plugins = [hook for _, hook, _ in _plugin_hook_cfgs(cfg)]
+    return flatten({'model': cfg.model.to_dict() if hasattr(cfg.model, 'to_dict')
+                    else cfg.model, 'test_cfg': loop, 'test_dataloader': loader,
+                    'test_evaluator': cfg.get('test_evaluator'), 'plugins': plugins,
+                    'seed': seed})

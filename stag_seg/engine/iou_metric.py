@@ -1,0 +1,87 @@
+"""StreamIoUMetric: mmseg's IoUMetric for a stream (fast per-image areas, per-class IoU)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from mmseg.evaluation import IoUMetric
+from mmseg.registry import METRICS
+
+from stag_seg.datasets import check_label_ids
+
+
+@METRICS.register_module()
+class StreamIoUMetric(IoUMetric):
+    """mmseg's ``IoUMetric`` with the per-image work a stream needs, and nothing twice.
+
+    Per image: the label ids are checked (an id outside {0..K-1, ignore_index} is an error
+    naming the label file) and the four areas come from one confusion-matrix count on the
+    prediction's device (no host synchronisation). The summary metrics are mmseg's own
+    (``compute_metrics``); this class adds the per-class IoU (``'IoU'``, in %) and a running
+    mIoU for progress displays. Arguments are ``IoUMetric``'s. The scorer calls
+    ``compute_metrics`` directly (one process, no collection), so metric names carry no prefix.
+    """
+
+    default_prefix = 'stream'
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._running: torch.Tensor | None = None
+
+    @staticmethod
+    def intersect_and_union(pred_label: torch.Tensor, label: torch.Tensor, num_classes: int,
+                            ignore_index: int) -> tuple[torch.Tensor, ...]:
+        """(intersect, union, pred, label) areas per class, (K,) float32 each, as mmseg's
+        ``IoUMetric.intersect_and_union`` returns them, from one bincount of label * K + pred
+        over the labelled pixels (label ids must be in range)."""
+        k = num_classes
+        index = torch.where(label != ignore_index, label.long() * k + pred_label.long(), k * k)
+        index = index.flatten()
+        if index.is_cuda:               # bincount sizes its output on the host: a sync
+            counts = torch.zeros(k * k + 1, dtype=torch.long, device=index.device)
+            counts.scatter_add_(0, index, torch.ones_like(index))
+        else:
+            counts = torch.bincount(index, minlength=k * k + 1)
+        confusion = counts[:k * k].view(k, k)          # rows: label, columns: prediction
+        intersect = confusion.diagonal()
+        area_label, area_pred = confusion.sum(1), confusion.sum(0)
+        union = area_label + area_pred - intersect
+        return tuple(a.float() for a in (intersect, union, area_pred, area_label))
+
+    def process(self, data_batch: dict | None, data_samples: Sequence) -> None:
+        """Checks each sample's label ids and stores its (4, K) areas on the device."""
+        num_classes = len(self.dataset_meta['classes'])
+        for sample in data_samples:
+            pred = sample.pred_sem_seg.data.squeeze()
+            if 'gt_sem_seg' not in sample:
+                raise ValueError(f'{sample.img_path}: no ground-truth label to score (the '
+                                 'stream pipeline must load annotations)')
+            label = sample.gt_sem_seg.data.squeeze().to(pred.device)
+            check_label_ids(label, num_classes, self.ignore_index,
+                            sample.get('seg_map_path', sample.img_path))
+            areas = torch.stack(self.intersect_and_union(pred, label, num_classes,
+                                                         self.ignore_index))
+            self.results.append(areas)
+            summed = areas.double()
+            self._running = summed if self._running is None else self._running + summed
+
+    def running_miou(self) -> float:
+        """mIoU (%) of what was processed so far (one host synchronisation)."""
+        if self._running is None:
+            return float('nan')
+        intersect, union = self._running[0].cpu().numpy(), self._running[1].cpu().numpy()
+        with np.errstate(divide='ignore', invalid='ignore'):
+            iou = intersect / union
+        return float(np.nanmean(iou) * 100) if np.isfinite(iou).any() else float('nan')
+
+    def compute_metrics(self, results: list) -> dict:
+        """mmseg's summary (aAcc, mIoU, mAcc, in %; the per-class table goes to the log) plus
+        ``'IoU'``: (K,) per-class IoU in % (NaN where a class never occurred)."""
+        areas = torch.stack(results).cpu()             # (n, 4, K): one transfer per domain
+        metrics = super().compute_metrics([tuple(a) for a in areas])
+        totals = areas.double().sum(0).numpy()
+        with np.errstate(divide='ignore', invalid='ignore'):
+            metrics['IoU'] = totals[0] / totals[1] * 100
+        self._running = None
+        return metrics

@@ -1,0 +1,193 @@
+"""ContinualTTALoop: streams the domains through the adapter, round after round."""
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+
+import mmengine
+import mmseg
+import numpy as np
+import torch
+from mmengine.model import is_model_wrapper
+from mmengine.runner import BaseLoop
+from mmseg.registry import LOOPS
+
+from stag_seg.compat.checkpoint import load_segmentor_checkpoint
+from stag_seg.engine.adapter import TTAAdapter
+from stag_seg.engine.config import check_loop_options, run_fingerprint
+from stag_seg.engine.progress import StageProgress
+from stag_seg.engine.run_dir import RunDir
+from stag_seg.engine.scorer import DomainScorer, build_iou_metric
+from stag_seg.engine.stream import DOMAIN_KEY, MixedDataset, Stage, build_domain, plan_stages
+from stag_seg.plugins.base import TTAPlugin
+from stag_seg.registry import TTA_METHODS
+from stag_seg.reports import load_records, run_summary
+
+
+@LOOPS.register_module()
+class ContinualTTALoop(BaseLoop):
+    """Predicts each image, then adapts on it, over ``num_rounds`` passes of the stream.
+
+    The loop only streams: it builds the domains and their loaders, hands each batch to the
+    :class:`~stag_seg.engine.adapter.TTAAdapter` (which runs the method and the plug-ins),
+    gives the predictions to each domain's scorer, and at each stage end writes the records,
+    the reports and the resume state. Options are documented in the README ("The stream, in
+    the config") and checked by :func:`~stag_seg.engine.config.check_loop_options`.
+    """
+
+    def __init__(self, runner, dataloader: dict, evaluator: dict | list, domains: list[dict],
+                 **options) -> None:
+        self._runner = runner
+        self.dataloader_cfg = copy.deepcopy(dict(dataloader))
+        self.evaluator_cfg = evaluator
+        self.domain_cfgs = list(domains)
+        self.opt = check_loop_options(domains=self.domain_cfgs, **options)
+        self.dataloader = None          # the loader of the stage in progress (for log hooks)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        model = self.runner.model
+        return model.module if is_model_wrapper(model) else model
+
+    def run(self) -> dict:
+        """Runs (or resumes) the whole stream; returns the overall and last-round mean mIoU."""
+        opt, logger = self.opt, self.runner.logger
+        if opt['checkpoint']:
+            load_segmentor_checkpoint(self.model, opt['checkpoint'])
+            logger.info(f"Loaded checkpoint {opt['checkpoint']}")
+        else:
+            logger.warning('Running from RANDOM INITIALISATION (no checkpoint, --random-init)')
+        self._build_stream()
+        plugins = [h for h in self.runner.hooks if isinstance(h, TTAPlugin)]
+        self.adapter = TTAAdapter(
+            self.model, TTA_METHODS.build(opt['method']), opt['classifier'], plugins,
+            opt['optimizer'], opt['optim_wrapper'], opt['amp'], logger, self.build_loader)
+        self.name = opt['method_name'] or '+'.join([opt['method']['type'],
+                                                    *[p.name for p in plugins]])
+        run_dir = RunDir(self.runner.work_dir, logger)
+        start = self._begin(run_dir)
+        if start == len(self.stages):
+            logger.warning(f'{self.runner.work_dir}: the run is already complete; nothing to do')
+            return run_summary(load_records(self.runner.work_dir))
+        initial = self.adapter.snapshot() if opt['reset'] != 'never' else None
+        self.runner.call_hook('before_test')
+        self.runner.call_hook('before_test_epoch')
+        for index in range(start, len(self.stages)):
+            stage = self.stages[index]
+            first_of_round = index == 0 or self.stages[index - 1].round != stage.round
+            if initial is not None and stage.adapt and (opt['reset'] == 'domain'
+                                                        or first_of_round):
+                self.adapter.load_state_dict(initial)
+            records = self._run_stage(stage)
+            state = self._state() if opt['save_state'] else None
+            run_dir.stage_done(records, state, index + 1)
+        metrics = run_summary(load_records(self.runner.work_dir))
+        self.runner.call_hook('after_test_epoch', metrics=metrics)
+        self.runner.call_hook('after_test')
+        self.adapter.close()
+        return metrics
+
+    def _build_stream(self) -> None:
+        template = self.dataloader_cfg.get('dataset')
+        domains = [build_domain(cfg, template) for cfg in self.domain_cfgs]
+        if self.opt['forgetting'] is not None:
+            domains.append(build_domain(self.opt['forgetting'], template, adapt=False))
+        self.domains = {d.name: d for d in domains}
+        adapted = [d.name for d in domains if d.adapt]
+        forgetting = None if self.opt['forgetting'] is None else domains[-1].name
+        self.stages = plan_stages(adapted, self.opt['num_rounds'], self.opt['order'],
+                                  forgetting)
+        self.loaders = {d.name: self._loader(d.dataset) for d in domains}
+        if self.opt['order'] == 'mixed':
+            mixed = MixedDataset([self.domains[n] for n in adapted])
+            self.loaders['mixed'] = self._loader(
+                mixed, sampler=dict(type='SeededOrderSampler', seed=self.runner.seed))
+        self.scorers = {d.name: DomainScorer(d.name, d.dataset.dataset,
+                                             build_iou_metric(self.evaluator_cfg, d.dataset),
+                                             self.opt['out_dir']) for d in domains}
+
+    def build_loader(self, dataset_cfg: dict):
+        """A loader over a dataset config resolved like a stream domain's (merged onto the
+        stream's dataset template unless it has a ``type`` of its own)."""
+        domain = build_domain(dict(name='source set', dataset=dataset_cfg),
+                              self.dataloader_cfg.get('dataset'), adapt=False)
+        return self._loader(domain.dataset)
+
+    def _loader(self, dataset, sampler: dict | None = None):
+        cfg = copy.deepcopy(self.dataloader_cfg)
+        cfg['dataset'] = dataset
+        if sampler is not None:
+            cfg['sampler'] = sampler
+        return self.runner.build_dataloader(cfg, seed=self.runner.seed)
+
+    def _begin(self, run_dir: RunDir) -> int:
+        """Restores a resumed run (returns its next stage) or starts a fresh one (0)."""
+        fingerprint = run_fingerprint(self.runner.cfg, self.runner.seed)
+        saved = (run_dir.load_resume_state(fingerprint, len(self.stages))
+                 if self.opt['resume'] else None)
+        start = 0
+        if saved is not None:
+            self.adapter.load_state_dict(saved['adapter'])
+            torch.set_rng_state(saved['rng']['torch'])
+            run_dir.keep_records(saved['num_records'])
+            start = saved['next_stage']
+            self.runner.logger.info(f'Resuming at stage {start + 1}/{len(self.stages)}')
+        else:
+            run_dir.archive_previous()
+        self.fingerprint = fingerprint
+        run_dir.start({
+            'method': self.name, 'config': self.runner.cfg.filename,
+            'checkpoint': self.opt['checkpoint'], 'random_init': not self.opt['checkpoint'],
+            'seed': self.runner.seed, 'num_stages': len(self.stages), 'stages_done': start,
+            'versions': {'torch': torch.__version__, 'mmseg': mmseg.__version__,
+                         'mmengine': mmengine.__version__, 'numpy': np.__version__}})
+        return start
+
+    def _state(self) -> dict:
+        return {'adapter': self.adapter.state_dict(), 'rng': {'torch': torch.get_rng_state()},
+                'fingerprint': self.fingerprint, 'num_stages': len(self.stages)}
+
+    def _run_stage(self, stage: Stage) -> list[dict]:
+        mixed = len(stage.domains) > 1
+        loader = self.loaders['mixed' if mixed else stage.domains[0]]
+        if mixed:
+            loader.sampler.set_epoch(stage.round)
+        self.dataloader = loader
+        scorers = {name: self.scorers[name] for name in stage.domains}
+        for scorer in scorers.values():
+            scorer.start()
+        label = (f'round {stage.round}/{self.opt["num_rounds"]} '
+                 + ('mixed' if mixed else stage.domains[0])
+                 + ('' if stage.adapt else ' (no update)'))
+        with StageProgress(label, len(loader.dataset), self.opt['progress']) as bar:
+            for idx, batch in enumerate(_guarded(loader, label)):
+                self.runner.call_hook('before_test_iter', batch_idx=idx, data_batch=batch)
+                result = self.adapter.step(batch, stage.adapt)
+                names = [sample.metainfo[DOMAIN_KEY] for sample in result.outputs]
+                for sample, name in zip(result.outputs, names, strict=True):
+                    scorers[name].add(sample, stage.round, result.attempted, result.updated)
+                scorers[names[0]].add_stats(result.stats)
+                bar.advance(len(names), scorers[names[-1]].metric.running_miou)
+                self.runner.call_hook('after_test_iter', batch_idx=idx, data_batch=batch,
+                                      outputs=result.outputs)
+        records = [scorers[name].record(self.name, stage.round, stage.adapt)
+                   for name in stage.domains]
+        for r in records:
+            self.runner.logger.info(f"{self.name} {label}: {r['domain']} mIoU {r['mIoU']} "
+                                    f"({r['num_images']} images, {r['skipped_updates']} "
+                                    'skipped updates)')
+        return records
+
+
+def _guarded(loader, label: str) -> Iterator[dict]:
+    """Iterates ``loader``; a failure to load an image names the stage (the cause names the
+    file)."""
+    iterator = iter(loader)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except Exception as e:
+            raise RuntimeError(f'{label}: could not load an image: {e}') from e
+        yield batch

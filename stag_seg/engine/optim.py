@@ -1,0 +1,32 @@
+"""The adapter's optimizer wrapper, built through mmengine (AMP, clipping, accumulation)."""
+from __future__ import annotations
+
+import torch
+from mmengine.optim import OptimWrapper
+from mmengine.registry import OPTIM_WRAPPERS, OPTIMIZERS
+from torch import nn
+
+#: test_cfg.amp -> autocast dtype
+AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+def build_tta_optim_wrapper(params: list[nn.Parameter], optimizer: dict,
+                            optim_wrapper: dict | None, amp: str | None,
+                            device: torch.device) -> OptimWrapper:
+    """An mmengine optim wrapper over ``params``.
+
+    ``optim_wrapper`` holds wrapper options (``type``, ``clip_grad``, ``accumulative_counts``,
+    ...; default ``OptimWrapper``); ``optimizer`` the optimizer config. ``amp`` on CUDA makes
+    a plain ``OptimWrapper`` mmengine's ``AmpOptimWrapper`` with that dtype (its GradScaler
+    guards float16); on CPU, where ``AmpOptimWrapper`` refuses to run, bf16 needs no loss
+    scaling and keeps ``OptimWrapper`` (the adapter autocasts the forward in both cases).
+    """
+    cfg = dict(type='OptimWrapper', **(optim_wrapper or {}))
+    if amp is not None and cfg['type'] == 'OptimWrapper':
+        if device.type == 'cuda':
+            cfg.update(type='AmpOptimWrapper', dtype=str(AMP_DTYPES[amp]).split('.')[-1])
+        elif amp == 'fp16':
+            raise ValueError("test_cfg.amp='fp16' needs a CUDA device (float16 autocast needs "
+                             "a GradScaler, which mmengine offers on GPU only); use amp='bf16'")
+    cfg['optimizer'] = OPTIMIZERS.build({**optimizer, 'params': params})
+    return OPTIM_WRAPPERS.build(cfg)

@@ -1,0 +1,153 @@
+"""The files of a stream run in its work dir: records and reports, the resume state, run.json.
+
+A stage's records are appended to results.jsonl, the reports rewritten, then the resume state
+(adapter state, stream position, number of records, config fingerprint) is saved atomically,
+then run.json's progress. A crash between two of these steps is repaired on resume: records
+beyond the state's count are dropped and that stage is redone.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import os.path as osp
+import shutil
+import time
+
+import torch
+
+from stag_seg.reports import (
+    RESULTS_FILE,
+    append_record,
+    atomic_write,
+    drop_torn_tail,
+    load_records,
+    truncate_records,
+)
+from stag_seg.reports import write_reports as write_report_files
+
+STATE_FILE = 'tta_state.pth'
+RUN_FILE = 'run.json'
+#: files of an earlier run that a fresh start moves to previous/<time>/
+RUN_FILES = (RESULTS_FILE, 'results.csv', 'results.md', 'miou.png', STATE_FILE, RUN_FILE)
+
+
+def flatten(cfg, prefix: str = '') -> dict[str, str]:
+    """Nested dicts/lists as ``{'a.b.0.c': repr(value)}`` (the config fingerprint's form)."""
+    if isinstance(cfg, dict):
+        items = [(f'{prefix}{k}.', v) for k, v in cfg.items()]
+    elif isinstance(cfg, (list, tuple)):
+        items = [(f'{prefix}{i}.', v) for i, v in enumerate(cfg)]
+    else:
+        return {prefix[:-1]: repr(cfg)}
+    out: dict[str, str] = {}
+    for key, value in items:
+        out.update(flatten(value, key))
+    return out
+
+
+def fingerprint_diff(saved: dict[str, str], current: dict[str, str]) -> list[str]:
+    """Keys whose values differ (or exist on one side only), sorted."""
+    return sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
+
+
+def _write_json(path: str, data: dict) -> None:
+    with atomic_write(path) as f:
+        json.dump(data, f, indent=2)
+
+
+class RunDir:
+    """One run's files in ``work_dir``."""
+
+    def __init__(self, work_dir: str, logger: logging.Logger) -> None:
+        self.work_dir = work_dir
+        self.logger = logger
+        self.state_path = osp.join(work_dir, STATE_FILE)
+        self.results_path = osp.join(work_dir, RESULTS_FILE)
+        self.info: dict = {}
+        self.num_records = 0
+
+    def archive_previous(self) -> str | None:
+        """Moves an earlier run's files to ``previous/<time>/`` (nothing is overwritten)."""
+        present = [f for f in RUN_FILES if osp.exists(osp.join(self.work_dir, f))]
+        if not present:
+            return None
+        target = osp.join(self.work_dir, 'previous', time.strftime('%Y%m%d_%H%M%S'))
+        suffix, base = 1, target
+        while osp.exists(target):
+            suffix += 1
+            target = f'{base}_{suffix}'
+        os.makedirs(target)
+        for name in present:
+            shutil.move(osp.join(self.work_dir, name), osp.join(target, name))
+        self.logger.warning(f'{self.work_dir} held an earlier run ({", ".join(present)}): moved '
+                            f'to {target}')
+        return target
+
+    def load_resume_state(self, fingerprint: dict[str, str], num_stages: int) -> dict | None:
+        """The saved state to resume from, checked against this run's config.
+
+        Returns None when the work dir holds no run at all. A state written for another
+        config is an error naming the differing keys; records without a state are an error
+        (they cannot be continued and are not discarded silently).
+        """
+        if not osp.exists(self.state_path):
+            if osp.exists(self.results_path):
+                raise FileNotFoundError(
+                    f'--resume: {self.work_dir} holds {RESULTS_FILE} but no {STATE_FILE} to '
+                    'resume from (was test_cfg.save_state off?); run without --resume to start '
+                    'over (the earlier files are then moved to previous/), or use another '
+                    '--work-dir')
+            self.logger.warning(f'--resume: {self.work_dir} holds no run; starting one')
+            return None
+        try:
+            state = torch.load(self.state_path, map_location='cpu', weights_only=True)
+        except Exception as e:
+            raise ValueError(f'--resume: cannot read {self.state_path} ({e}); delete it and '
+                             'run without --resume to start over') from e
+        diff = fingerprint_diff(state.get('fingerprint', {}), fingerprint)
+        if diff:
+            shown = ', '.join(diff[:10]) + (' ...' if len(diff) > 10 else '')
+            raise ValueError(f'--resume: {self.state_path} was written for another config; '
+                             f'these settings differ: {shown}. Resume with the same config, or '
+                             'run without --resume to start over in this work dir')
+        if state['num_stages'] != num_stages:
+            raise ValueError(f'--resume: {self.state_path} has {state["num_stages"]} stages, '
+                             f'this stream {num_stages}')
+        return state
+
+    def keep_records(self, num_records: int) -> None:
+        """Drops records written after the saved state (a stage the state does not cover),
+        a torn last line included."""
+        drop_torn_tail(self.work_dir)
+        records = load_records(self.results_path) if osp.exists(self.results_path) else []
+        if len(records) < num_records:
+            raise ValueError(f'--resume: {self.results_path} has {len(records)} records but the '
+                             f'saved state expects {num_records}; the results file was changed')
+        if len(records) > num_records:
+            self.logger.warning(f'--resume: dropping {len(records) - num_records} record(s) '
+                                'written after the last saved state; that stage is redone')
+            seen = iter(range(num_records))
+            truncate_records(self.work_dir, lambda record: next(seen, None) is not None)
+        self.num_records = num_records
+
+    def start(self, info: dict) -> None:
+        """Writes run.json (status 'running') before the first stage of this process."""
+        self.info = {**info, 'status': 'running'}
+        _write_json(osp.join(self.work_dir, RUN_FILE), self.info)
+
+    def stage_done(self, records: list[dict], state: dict | None, next_stage: int) -> None:
+        """Appends a stage's records, rewrites the reports, saves the resume state."""
+        for record in records:
+            append_record(self.work_dir, record)
+        self.num_records += len(records)
+        write_report_files(self.work_dir)
+        if state is not None:
+            tmp = f'{self.state_path}.tmp'
+            torch.save({**state, 'next_stage': next_stage, 'num_records': self.num_records},
+                       tmp)
+            os.replace(tmp, self.state_path)
+        self.info.update(stages_done=next_stage,
+                         status='complete' if next_stage == self.info['num_stages']
+                         else 'running')
+        _write_json(osp.join(self.work_dir, RUN_FILE), self.info)

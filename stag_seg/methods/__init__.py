@@ -1,0 +1,13 @@
+"""Test-time adaptation methods, one module each, registered in ``TTA_METHODS``.
+
+A method is one small object that owns its step (the shape of TENT's reference code):
+``configure_model`` (modes and what is frozen), ``collect_params`` (exactly what the optimizer
+gets) and ``forward_and_adapt`` (predict, then adapt, through the engine's adapter).
+"""
+from stag_seg.methods.base import StepResult, TTAMethod
+from stag_seg.methods.norm import NORM_TYPES, use_test_batch_statistics
+from stag_seg.methods.source import Source
+from stag_seg.methods.tent import Tent, TentPseudoLabel
+
+__all__ = ['NORM_TYPES', 'Source', 'StepResult', 'TTAMethod', 'Tent', 'TentPseudoLabel',
+           'use_test_batch_statistics']
