@@ -9,7 +9,8 @@ current directory, as ``tools/test_tta.py`` would take them::
         stag=dict(config='configs/demo/segformer_mini_demo-acdc_tent-stag.py',
                   checkpoint='checkpoints/segformer_mini_minicity.pth'))
     baseline = 'tent'                     # optional: every other method is paired with it
-    options = dict(lr='test_cfg.optimizer.lr', order='test_cfg.order')  # short names
+    options = dict(lr='test_cfg.optimizer.lr', order='test_cfg.order',
+                   rounds='test_cfg.num_rounds')   # optional: short names of cfg keys
     cfg_options = dict(rounds=1)          # optional: for every run
     regimes = dict(seq=dict(), mixed=dict(order='mixed'))  # optional: named option bundles
     grid = dict(lr=[1e-4, 1e-3])          # optional: every combination of these values
@@ -17,11 +18,12 @@ current directory, as ``tools/test_tta.py`` would take them::
     resources = dict(num_cpus=1, num_gpus=0)  # optional: per run (Ray)
     env = dict()                          # optional: environment variables of every run
 
-Top-level names starting with ``_`` are helper variables. Keys of ``cfg_options``, ``regimes`` bundles and ``grid`` are short names from ``options`` or
-dotted cfg keys; dict values become dotted keys. One run per (seed, regime, grid point,
-method), named ``<method>__<regime>__seed<S>`` where the regime label joins the regime name and
-the grid point (``mixed_lr=0.001``); a method is paired with the baseline run of the same
-regime label and seed.
+Top-level names starting with ``_`` are helper variables. Keys of ``cfg_options``, ``regimes``
+bundles and ``grid`` are short names from ``options`` or dotted cfg keys; dict values become
+dotted keys. One run per (seed, regime, grid point, method), named
+``<method>__<regime>__seed<S>`` where the regime label joins the regime name and the grid point
+(``mixed_lr=0.001``; ``default`` without either); a method is paired with the baseline run of
+the same regime label and seed.
 """
 from __future__ import annotations
 
