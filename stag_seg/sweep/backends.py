@@ -4,6 +4,7 @@ A backend's ``run(payloads)`` yields ``worker.execute_run`` results as runs fini
 """
 from __future__ import annotations
 
+import importlib.util
 import os.path as osp
 from collections.abc import Iterator, Sequence
 
@@ -28,6 +29,9 @@ class RayBackend:
 
     def __init__(self, resources: dict, address: str | None = None,
                  num_cpus: int | None = None, num_gpus: int | None = None) -> None:
+        if importlib.util.find_spec('ray') is None:
+            raise ImportError('the Ray backend needs Ray: pip install "ray>=2.9,<3" (the '
+                              '"sweep" extra), or use --backend serial')
         self.resources = resources
         self.address = address
         self.num_cpus = num_cpus
@@ -41,12 +45,9 @@ class RayBackend:
             ray.init(address='local', num_cpus=self.num_cpus, num_gpus=self.num_gpus, **common)
 
     def run(self, payloads: Sequence[dict]) -> Iterator[dict]:
-        try:
-            import ray
-            from ray import cloudpickle
-        except ImportError:
-            raise RuntimeError('the Ray backend needs Ray: pip install "ray>=2.9,<3" (the '
-                               '"sweep" extra), or use --backend serial') from None
+        import ray
+        from ray import cloudpickle
+
         # ship the run code by value: workers then need neither stag_seg nor mmseg
         cloudpickle.register_pickle_by_value(files)
         cloudpickle.register_pickle_by_value(worker)

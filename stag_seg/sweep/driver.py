@@ -120,7 +120,10 @@ def run_sweep(spec_path: str,
         os.makedirs(out_dir, exist_ok=True)
         with open(spec.path, encoding='utf-8') as f:
             write_text_atomic(osp.join(out_dir, SPEC_COPY), f.read())
-        runner = make_backend(backend, spec.resources, address, num_cpus, num_gpus)
+        try:
+            runner = make_backend(backend, spec.resources, address, num_cpus, num_gpus)
+        except (ImportError, ValueError) as e:
+            raise SweepError(str(e)) from e
         count = counts['done']
         for result in runner.run([payload(r, out_dir, spec, tool) for r in todo]):
             name = result['name']
