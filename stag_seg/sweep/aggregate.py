@@ -1,0 +1,109 @@
+"""Sweep aggregation: per-run scores from results.jsonl, then seed statistics per method x regime
+and paired differences to the baseline (same seed, same regime)."""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from stag_seg.reports.records import is_adapted
+from stag_seg.sweep.spec import Run, methods_and_regimes
+from stag_seg.sweep.stats import Interval, Stat, mean_std, t_interval
+
+METRICS = ('mean_miou', 'last_round', 'forgetting')
+METRIC_TITLES = {'mean_miou': 'mean mIoU', 'last_round': 'last round',
+                 'forgetting': 'no-update mIoU after last round'}
+
+
+@dataclass(frozen=True)
+class RunScores:
+    """A run's scores (mIoU, %): None where the run has no such (non-null) record.
+
+    mean_miou: mean over all adapted (round, domain) records; last_round: mean over the last
+    round's adapted domains; forgetting: mean over the no-update (``adapted: false``) records of
+    that last round.
+    """
+    mean_miou: float | None
+    last_round: float | None
+    forgetting: float | None
+
+
+@dataclass(frozen=True)
+class CellSummary:
+    """Seed statistics of one method x regime cell; ``seeds`` = finished runs in the cell."""
+    method: str
+    regime: str
+    seeds: int
+    stats: dict[str, Stat]
+
+
+@dataclass(frozen=True)
+class PairedSummary:
+    """Mean paired difference ``method - baseline`` over seeds, with a 95% t-interval."""
+    method: str
+    baseline: str
+    regime: str
+    diffs: dict[str, Interval]
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return math.fsum(vals) / len(vals) if vals else None
+
+
+def run_scores(records: Sequence[dict]) -> RunScores:
+    """Scores of one run's records; a later duplicate (round, domain, adapted) record wins."""
+    cells: dict[tuple[int, str, bool], float | None] = {}
+    for r in records:
+        cells[(r['round'], r['domain'], is_adapted(r))] = r['mIoU']
+    adapted = {k: v for k, v in cells.items() if k[2]}
+    if not adapted:
+        return RunScores(None, None, None)
+    last = max(rnd for rnd, _, _ in adapted)
+    return RunScores(
+        mean_miou=_mean(list(adapted.values())),
+        last_round=_mean([v for (rnd, _, _), v in adapted.items() if rnd == last]),
+        forgetting=_mean([v for (rnd, _, flag), v in cells.items() if rnd == last and not flag]))
+
+
+def summarize(runs: Sequence[Run], scores: Mapping[str, RunScores]) -> list[CellSummary]:
+    """Mean and sample std over seeds per method x regime, from the runs that have scores."""
+    methods, regimes = methods_and_regimes(runs)
+    out = []
+    for regime in regimes:
+        for method in methods:
+            cell = [scores[r.name] for r in runs
+                    if r.method == method and r.regime == regime and r.name in scores]
+            out.append(CellSummary(method, regime, len(cell), {
+                m: mean_std([getattr(s, m) for s in cell if getattr(s, m) is not None])
+                for m in METRICS}))
+    return out
+
+
+def paired_differences(runs: Sequence[Run], scores: Mapping[str, RunScores],
+                       baseline: str | None, level: float = 0.95) -> list[PairedSummary]:
+    """Per non-baseline method x regime: seeds where both runs have a score, ``level``
+    t-interval of the difference (method - baseline)."""
+    if baseline is None:
+        return []
+    methods, regimes = methods_and_regimes(runs)
+    by_key = {(r.method, r.regime, r.seed): r.name for r in runs}
+    out = []
+    for regime in regimes:
+        for method in methods:
+            if method == baseline:
+                continue
+            diffs = {}
+            for m in METRICS:
+                values = []
+                for r in runs:
+                    if r.method != method or r.regime != regime:
+                        continue
+                    base = by_key[(baseline, regime, r.seed)]
+                    if r.name in scores and base in scores:
+                        a, b = getattr(scores[r.name], m), getattr(scores[base], m)
+                        if a is not None and b is not None:
+                            values.append(a - b)
+                diffs[m] = t_interval(values, level)
+            out.append(PairedSummary(method, baseline, regime, diffs))
+    return out

@@ -1,0 +1,153 @@
+"""Runs a sweep: plans its runs against their run dirs, launches the missing ones on a backend,
+prints progress as runs finish, and writes the report (used by tools/sweep.py)."""
+from __future__ import annotations
+
+import os
+import os.path as osp
+import shlex
+import sys
+from collections.abc import Callable
+
+from stag_seg.reports.records import load_records
+from stag_seg.sweep.aggregate import RunScores, run_scores
+from stag_seg.sweep.backends import make_backend
+from stag_seg.sweep.cli_options import to_cli
+from stag_seg.sweep.files import write_text_atomic
+from stag_seg.sweep.report import progress_table, write_report
+from stag_seg.sweep.spec import Run, SweepSpec, load_spec
+from stag_seg.sweep.worker import LOG_FILE, RUN_FILE, run_state
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TEST_TTA = osp.join(REPO, 'tools', 'test_tta.py')
+SPEC_COPY = 'sweep_spec.py'
+
+
+class SweepError(RuntimeError):
+    """A sweep that cannot start (the message says why and what to do)."""
+
+
+def default_out_dir(spec: SweepSpec) -> str:
+    return osp.join('work_dirs', 'sweeps', spec.name)
+
+
+def payload(run: Run, out_dir: str, spec: SweepSpec, tool: str = TEST_TTA) -> dict:
+    """What ``worker.execute_run`` needs for ``run``: argv, run dir, environment.
+
+    The subprocess runs in the current directory with this checkout first on PYTHONPATH (so
+    ``tool`` uses the same stag_seg as the sweep) and OMP_NUM_THREADS = the run's num_cpus;
+    the spec's ``env`` overrides both.
+    """
+    work_dir = osp.join(out_dir, run.name)
+    head = [sys.executable, tool, run.config, *([run.checkpoint] if run.checkpoint else []),
+            '--work-dir', work_dir]
+    pythonpath = os.pathsep.join(p for p in (REPO, os.environ.get('PYTHONPATH')) if p)
+    env = {'PYTHONPATH': pythonpath,
+           'OMP_NUM_THREADS': str(max(1, int(spec.resources.get('num_cpus', 1)))), **spec.env}
+    return {'name': run.name, 'work_dir': work_dir, 'identity': run.identity(), 'head': head,
+            'tail': ['--cfg-options', *to_cli(run.cfg_options)], 'cwd': os.getcwd(),
+            'env': env, 'lock_timeout': 120.0}
+
+
+def _scores(work_dir: str) -> RunScores:
+    return run_scores(load_records(work_dir))
+
+
+def _log_tail(path: str, lines: int = 3) -> str:
+    try:
+        with open(path, encoding='utf-8', errors='replace') as f:
+            tail = f.readlines()[-lines:]
+    except OSError:
+        return ''
+    return ''.join('      | ' + line for line in tail).rstrip()
+
+
+def _failure(result: dict) -> str:
+    why = result.get('error') or f'exit status {result.get("returncode")}'
+    return f'failed ({why}); log: {result["log"]}'
+
+
+def run_sweep(spec_path: str,
+              out_dir: str | None = None,
+              backend: str = 'ray',
+              address: str | None = None,
+              resume: bool = False,
+              num_cpus: int | None = None,
+              num_gpus: int | None = None,
+              dry_run: bool = False,
+              report_only: bool = False,
+              tool: str = TEST_TTA,
+              echo: Callable[[str], None] = print) -> int:
+    """Run (or continue, with ``resume``) a sweep; returns 0 if every run finished, else 1.
+
+    Finished runs (with the sweep's completion marker) are never launched again; interrupted
+    ones are relaunched with ``--resume``. ``dry_run`` lists the runs and their commands;
+    ``report_only`` (re)writes the report from the finished runs.
+    """
+    spec = load_spec(spec_path)
+    out_dir = osp.abspath(out_dir or default_out_dir(spec))
+    dirs = {r.name: osp.join(out_dir, r.name) for r in spec.runs}
+    states = {name: run_state(d) for name, d in dirs.items()}
+    todo = [r for r in spec.runs if states[r.name] != 'done']
+    counts = {s: sum(v == s for v in states.values()) for s in ('done', 'interrupted', 'new')}
+    echo(f'sweep {spec.name}: {len(spec.runs)} runs in {out_dir}: {counts["done"]} finished, '
+         f'{counts["interrupted"]} to resume, {counts["new"]} to start')
+
+    if dry_run:
+        for run in spec.runs:
+            p = payload(run, out_dir, spec, tool)
+            flag = ['--resume'] if states[run.name] == 'interrupted' else []
+            echo(f'[{states[run.name]}] {run.name}\n    {shlex.join(p["head"] + flag + p["tail"])}')
+        return 0
+    launched = [n for n, d in dirs.items() if osp.isfile(osp.join(d, RUN_FILE))]
+    if todo and launched and not resume and not report_only:
+        raise SweepError(f'{out_dir} already holds {len(launched)} launched runs of this sweep '
+                         f'({counts["done"]} finished); pass --resume to continue it (finished '
+                         'runs are skipped, interrupted ones resumed) or choose another --out')
+
+    scores: dict[str, RunScores] = {}
+    problems: dict[str, str] = {}
+
+    def score(name: str) -> None:
+        try:
+            scores[name] = _scores(dirs[name])
+        except (FileNotFoundError, ValueError) as e:
+            problems[name] = f'finished, but its results are unreadable: {e}'
+
+    for run in spec.runs:
+        if states[run.name] == 'done':
+            score(run.name)
+    if todo and not report_only:
+        os.makedirs(out_dir, exist_ok=True)
+        with open(spec.path, encoding='utf-8') as f:
+            write_text_atomic(osp.join(out_dir, SPEC_COPY), f.read())
+        try:
+            runner = make_backend(backend, spec.resources, address, num_cpus, num_gpus)
+        except (ImportError, ValueError) as e:
+            raise SweepError(str(e)) from e
+        count = counts['done']
+        for result in runner.run([payload(r, out_dir, spec, tool) for r in todo]):
+            name = result['name']
+            if result['status'] == 'failed':
+                problems[name] = _failure(result)
+                echo(f'[{count}/{len(spec.runs)}] FAILED {name}: {problems[name]}')
+                continue
+            count += 1
+            score(name)
+            how = ' (resumed)' if result.get('resumed') else ''
+            took = f' in {result["seconds"]} s' if 'seconds' in result else ''
+            echo(f'[{count}/{len(spec.runs)}] {result["status"]} {name}{how}{took}')
+            echo(progress_table(spec.runs, scores))
+
+    unfinished = {r.name: problems.get(r.name, 'not run') for r in spec.runs
+                  if r.name not in scores}
+    paths = write_report(out_dir, spec, scores, unfinished)
+    echo(f'report: {paths[0]} (also {", ".join(osp.basename(p) for p in paths[1:])})')
+    if problems:
+        echo(f'{len(problems)} of {len(spec.runs)} runs failed:')
+        for name, why in problems.items():
+            echo(f'  {name}: {why}')
+            tail = _log_tail(osp.join(dirs[name], LOG_FILE))
+            if tail:
+                echo(tail)
+        return 1
+    return 0
