@@ -12,6 +12,7 @@ from torch import nn
 
 from stag_seg.engine.context import StepContext
 from stag_seg.engine.optim import AMP_DTYPES, build_tta_optim_wrapper
+from stag_seg.engine.postprocess import predict_labels
 from stag_seg.engine.tap import ModuleTap, get_submodule
 from stag_seg.methods.base import StepResult, TTAMethod
 from stag_seg.plugins.base import TTAPlugin
@@ -105,13 +106,8 @@ class TTAAdapter:
         """
         model = self.model if model is None else model
         self.tap.clear()
-        with torch.set_grad_enabled(grad), self.autocast():
-            data = model.data_preprocessor(batch, False)
-            samples = data['data_samples']
-            seg_logits = model.inference(data['inputs'], [s.metainfo for s in samples])
-        outputs = model.postprocess_result(seg_logits.detach().float(), samples)
-        for sample in outputs:              # the full-resolution logits are not needed
-            del sample.seg_logits
+        seg_logits, samples = self.infer(model, batch, grad)
+        outputs = self.postprocess(model, seg_logits.detach().float(), samples)
         ctx = StepContext(batch=batch, outputs=outputs, params=self.params)
         if grad and model is self.model:
             if not self.tap.called:
@@ -125,6 +121,23 @@ class TTAAdapter:
             if self.tap.keep_inputs:
                 ctx.features = self.tap.features()
         return ctx
+
+    def infer(self, model: nn.Module, batch: dict, grad: bool) -> tuple[torch.Tensor, list]:
+        """The segmentor's forward: (N, K, h, w) logits at the input's size, and the samples."""
+        with torch.set_grad_enabled(grad), self.autocast():
+            data = model.data_preprocessor(batch, False)
+            samples = data['data_samples']
+            return model.inference(data['inputs'], [s.metainfo for s in samples]), samples
+
+    @staticmethod
+    def postprocess(model: nn.Module, seg_logits: torch.Tensor, samples: list) -> list:
+        """Predictions at the label's resolution (mmseg's post-processing steps)."""
+        if seg_logits.shape[1] < 2:                 # binary heads threshold a sigmoid
+            outputs = model.postprocess_result(seg_logits, samples)
+            for sample in outputs:
+                del sample.seg_logits
+            return outputs
+        return predict_labels(seg_logits, samples, model.align_corners)
 
     def add_plugin_losses(self, ctx: StepContext) -> None:
         """Adds every plug-in's named terms to ``ctx.losses``."""

@@ -1,0 +1,57 @@
+"""Full-resolution predictions from the head's logits: mmseg's post-processing steps, with an
+exact argmax that is fast on CPU."""
+from __future__ import annotations
+
+import torch
+from mmengine.structures import PixelData
+from mmseg.models.utils import resize
+from torch import Tensor
+
+
+def argmax_classes(logits: Tensor) -> Tensor:
+    """(K, H, W) -> (H, W) int64 index of the first maximum over classes, as
+    ``logits.argmax(0)`` gives it.
+
+    On CPU, argmax over the outer (strided) class axis is slow (0.3 s for 19 x 1080 x 1920 on
+    one thread); a running maximum over the K contiguous planes gives the same indices
+    (a later class wins only if strictly greater) in a quarter of the time.
+    """
+    if logits.device.type != 'cpu' or logits.shape[0] > 255 or logits.shape[0] < 2:
+        return logits.argmax(0)
+    best = logits[0].clone()
+    index = torch.zeros(logits.shape[1:], dtype=torch.uint8)
+    greater = torch.empty(logits.shape[1:], dtype=torch.bool)
+    for k in range(1, logits.shape[0]):
+        torch.gt(logits[k], best, out=greater)
+        torch.maximum(best, logits[k], out=best)
+        index.masked_fill_(greater, k)
+    return index.long()
+
+
+def predict_labels(seg_logits: Tensor, samples: list, align_corners: bool) -> list:
+    """Sets each sample's ``pred_sem_seg`` (1, H, W) at its ``ori_shape``.
+
+    The steps of mmseg's ``BaseSegmentor.postprocess_result`` for multi-class logits: crop
+    the padding, undo a flip, resize bilinearly (mmseg's ``resize``) to the original shape,
+    take the argmax (:func:`argmax_classes`); the full-resolution logits are not kept.
+
+    Args:
+        seg_logits: (N, K, h, w) logits at the input's (padded) size, detached.
+        samples: N ``SegDataSample`` with their metainfo.
+        align_corners: the segmentor's ``align_corners``.
+    """
+    _, _, height, width = seg_logits.shape
+    for i, sample in enumerate(samples):
+        meta = sample.metainfo
+        left, right, top, bottom = meta.get('img_padding_size',
+                                            meta.get('padding_size', [0] * 4))
+        logits = seg_logits[i:i + 1, :, top:height - bottom, left:width - right]
+        if meta.get('flip'):
+            direction = meta.get('flip_direction')
+            if direction not in ('horizontal', 'vertical'):
+                raise ValueError(f'{meta.get("img_path")}: unknown flip_direction {direction!r}')
+            logits = logits.flip(dims=(3,) if direction == 'horizontal' else (2,))
+        logits = resize(logits, size=meta['ori_shape'], mode='bilinear',
+                        align_corners=align_corners, warning=False)[0]
+        sample.set_data({'pred_sem_seg': PixelData(data=argmax_classes(logits)[None])})
+    return samples

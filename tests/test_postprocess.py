@@ -1,0 +1,83 @@
+"""The stream's post-processing gives exactly mmseg's predictions (and so its mIoU)."""
+import copy
+
+import pytest
+import torch
+from mmengine.structures import PixelData
+from mmseg.models.segmentors.base import BaseSegmentor
+from mmseg.structures import SegDataSample
+
+from stag_seg.engine.iou_metric import StreamIoUMetric
+from stag_seg.engine.postprocess import argmax_classes, predict_labels
+
+
+class _Head:
+    threshold = 0.3
+
+
+class _Segmentor(BaseSegmentor):
+    """Just enough of a segmentor to call mmseg's own ``postprocess_result``."""
+
+    def __init__(self, align_corners: bool) -> None:
+        super().__init__()
+        self.align_corners = align_corners
+        self.decode_head = _Head()
+
+    def extract_feat(self, inputs):
+        raise NotImplementedError
+
+    def encode_decode(self, inputs, batch_data_samples):
+        raise NotImplementedError
+
+    def loss(self, inputs, data_samples):
+        raise NotImplementedError
+
+    def predict(self, inputs, data_samples=None):
+        raise NotImplementedError
+
+    def _forward(self, inputs, data_samples=None):
+        raise NotImplementedError
+
+
+def _samples(n: int, **meta) -> list:
+    return [SegDataSample(metainfo=dict(ori_shape=(1080, 1920), **meta)) for _ in range(n)]
+
+
+def test_argmax_classes_is_argmax_with_ties_first():
+    torch.manual_seed(0)
+    logits = torch.randn(19, 64, 96)
+    logits[7] = logits[3]                       # exact ties: the first index wins
+    logits[:, 0, 0] = 1.0                       # all equal: class 0
+    assert torch.equal(argmax_classes(logits), logits.argmax(0))
+    assert argmax_classes(logits).dtype == torch.long
+
+
+@pytest.mark.parametrize('meta', [
+    dict(),
+    dict(flip=True, flip_direction='horizontal'),
+    dict(img_padding_size=[0, 8, 0, 4]),
+])
+@pytest.mark.parametrize('align_corners', [False, True])
+def test_1080p_predictions_and_miou_equal_mmseg_postprocess(meta, align_corners):
+    torch.manual_seed(1)
+    seg_logits = torch.randn(1, 19, 135 + (4 if meta.get('img_padding_size') else 0),
+                             240 + (8 if meta.get('img_padding_size') else 0))
+    seg_logits[:, 5] = seg_logits[:, 2]          # ties survive the resize identically
+    ours = predict_labels(seg_logits, _samples(1, **meta), align_corners)
+    theirs = _Segmentor(align_corners).postprocess_result(seg_logits.clone(),
+                                                          _samples(1, **meta))
+    assert ours[0].pred_sem_seg.data.shape == (1, 1080, 1920)
+    assert torch.equal(ours[0].pred_sem_seg.data, theirs[0].pred_sem_seg.data)
+
+    label = torch.randint(0, 19, (1, 1080, 1920))
+    label[:, :100] = 255
+    metrics = []
+    for samples in (ours, theirs):
+        metric = StreamIoUMetric()
+        metric.dataset_meta = dict(classes=[str(k) for k in range(19)])
+        sample = copy.deepcopy(samples[0])
+        sample.gt_sem_seg = PixelData(data=label)
+        sample.set_metainfo(dict(img_path='x.png'))
+        metric.process(None, [sample])
+        metrics.append(metric.compute_metrics(metric.results))
+    assert metrics[0]['mIoU'] == metrics[1]['mIoU']
