@@ -5,11 +5,11 @@ import os.path as osp
 
 import torch
 from mmengine.hooks import Hook
-from mmengine.runner import Runner
 from mmseg.registry import HOOKS
 
 import stag_seg  # noqa: F401
 from stag_seg.engine.launch import load_tta_config
+from stag_seg.engine.runner import StreamRunner
 from stag_seg.plugins import TTAPlugin
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -34,9 +34,9 @@ def tiny_options(data_root: str, num_rounds: int = 2, **extra) -> dict:
 
 
 def build_runner(work_dir: str, data_root: str, resume: bool = False, config: str = TINY_CONFIG,
-                 **extra) -> Runner:
+                 **extra) -> StreamRunner:
     cfg = load_tta_config(config, work_dir, tiny_options(data_root, **extra), resume=resume)
-    return Runner.from_cfg(cfg)
+    return StreamRunner.from_cfg(cfg)
 
 
 @HOOKS.register_module()

@@ -3,7 +3,8 @@ from stag_seg.engine.adapter import TTAAdapter
 from stag_seg.engine.context import StepContext
 from stag_seg.engine.iou_metric import StreamIoUMetric
 from stag_seg.engine.loop import ContinualTTALoop
+from stag_seg.engine.runner import StreamRunner
 from stag_seg.engine.stream import SeededOrderSampler
 
 __all__ = ['ContinualTTALoop', 'SeededOrderSampler', 'StepContext', 'StreamIoUMetric',
-           'TTAAdapter']
+           'StreamRunner', 'TTAAdapter']

@@ -104,7 +104,8 @@ def _build(owner: str, cls: type, kwargs: dict):
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
-        raise ValueError(f'{owner}: {e}') from e
+        message = str(e).removeprefix(f'{cls.__name__}: ')
+        raise ValueError(f'{owner}: {message}') from e
 
 
 def validate_tta_config(cfg: Config, require_checkpoint: bool = True) -> None:

@@ -1,13 +1,12 @@
 """Builds a Runner from a stream config and runs it (what tools/test_tta.py calls)."""
 from __future__ import annotations
 
-import logging
 import os.path as osp
 
 from mmengine.config import Config
-from mmengine.runner import Runner
 
 from stag_seg.engine.config import validate_tta_config
+from stag_seg.engine.runner import StreamRunner
 
 
 def load_tta_config(config: str,
@@ -52,20 +51,14 @@ def load_tta_config(config: str,
     return cfg
 
 
-def quiet_console(logger: logging.Logger, level: int = logging.WARNING) -> None:
-    """Leaves INFO lines (config, per-class tables, stage lines) to the log file only."""
-    for handler in logger.handlers:
-        if isinstance(handler, logging.StreamHandler) and not isinstance(
-                handler, logging.FileHandler):
-            handler.setLevel(level)
-
-
 def run_tta(cfg: Config, checkpoint: str | None = None, random_init: bool | None = None,
             verbose: bool = True) -> dict:
     """Runs the stream; returns the loop's summary metrics. Reports land in ``cfg.work_dir``.
 
     ``verbose=False`` keeps the console to warnings and progress (the log file gets all).
     """
+    if not verbose:
+        cfg.console_log_level = 'WARNING'
     if checkpoint is not None:
         if not osp.isfile(checkpoint):
             raise FileNotFoundError(f'checkpoint file not found: {checkpoint}')
@@ -73,7 +66,4 @@ def run_tta(cfg: Config, checkpoint: str | None = None, random_init: bool | None
     if random_init is not None:
         cfg.test_cfg.random_init = random_init
     validate_tta_config(cfg)
-    runner = Runner.from_cfg(cfg)
-    if not verbose:
-        quiet_console(runner.logger)
-    return runner.test()
+    return StreamRunner.from_cfg(cfg).test()

@@ -69,6 +69,7 @@ class ContinualTTALoop(BaseLoop):
         if start == len(self.stages):
             logger.warning(f'{self.runner.work_dir}: the run is already complete; nothing to do')
             return run_summary(load_records(self.runner.work_dir))
+        run_dir.start(self._run_info(start))
         initial = self.adapter.snapshot() if opt['reset'] != 'never' else None
         self.runner.call_hook('before_test')
         self.runner.call_hook('before_test_epoch')
@@ -135,13 +136,16 @@ class ContinualTTALoop(BaseLoop):
         else:
             run_dir.archive_previous()
         self.fingerprint = fingerprint
-        run_dir.start({
+        return start
+
+    def _run_info(self, start: int) -> dict:
+        """run.json: what ran, from which weights, and how far it got."""
+        return {
             'method': self.name, 'config': self.runner.cfg.filename,
             'checkpoint': self.opt['checkpoint'], 'random_init': not self.opt['checkpoint'],
             'seed': self.runner.seed, 'num_stages': len(self.stages), 'stages_done': start,
             'versions': {'torch': torch.__version__, 'mmseg': mmseg.__version__,
-                         'mmengine': mmengine.__version__, 'numpy': np.__version__}})
-        return start
+                         'mmengine': mmengine.__version__, 'numpy': np.__version__}}
 
     def _state(self) -> dict:
         return {'adapter': self.adapter.state_dict(), 'rng': {'torch': torch.get_rng_state()},

@@ -84,11 +84,15 @@ def build_domain(cfg: dict, template: dict | None, adapt: bool = True) -> Domain
     if 'name' not in cfg:
         raise ValueError(f'a stream domain needs a name: {cfg}')
     dataset_cfg = merge_dataset_cfg(template, cfg.get('dataset', {}))
-    dataset = DATASETS.build(dataset_cfg)
-    if len(dataset) == 0:
+    dataset = DATASETS.build({**dataset_cfg, 'lazy_init': True})
+    if not getattr(dataset, '_fully_initialized', True) and not dataset.load_data_list():
         root = dataset_cfg.get('data_root', '')
         raise ValueError(f"domain {cfg['name']!r} is empty: no images found "
                          f'(data_root={root!r}, data_prefix={dataset_cfg.get("data_prefix")})')
+    if hasattr(dataset, 'full_init'):
+        dataset.full_init()
+    if len(dataset) == 0:
+        raise ValueError(f"domain {cfg['name']!r} is empty (after the dataset's filters)")
     check_label_files(dataset, cfg['name'])
     return Domain(cfg['name'], DomainDataset(cfg['name'], dataset), adapt)
 
