@@ -11,6 +11,7 @@ import pytest
 import torch
 from engine_utils import REPO, TINY_CONFIG, build_runner, tiny_options
 from fixture_data import make_acdc_tree, make_cityscapes_tree
+from mmseg.datasets import CityscapesDataset
 
 from stag_seg.methods import NORM_TYPES
 from stag_seg.reports import load_records
@@ -18,6 +19,7 @@ from stag_seg.reports import load_records
 RECORD_KEYS = {'method', 'round', 'domain', 'num_images', 'mIoU', 'mAcc', 'aAcc', 'IoU',
                'skipped_updates'}
 CONDITIONS = ('fog', 'night', 'rain', 'snow')
+CLASSES = CityscapesDataset.METAINFO['classes']
 
 
 @pytest.fixture
@@ -25,17 +27,22 @@ def acdc(tmp_path):
     return make_acdc_tree(str(tmp_path / 'acdc'), size=(128, 64))   # inputs resized to 64x32
 
 
-def _miou(preds: list, labels: list, num_classes: int = 19) -> float:
-    """mIoU (%) from a confusion matrix, as mmseg defines it (classes with a union only)."""
+def _class_iou(preds: list, labels: list, num_classes: int = 19) -> np.ndarray:
+    """(K,) IoU (%) per class from a confusion matrix (NaN where a class has no union)."""
     conf = np.zeros((num_classes, num_classes), np.int64)
-    for pred, label in zip(preds, labels, strict=False):
+    for pred, label in zip(preds, labels, strict=True):
         keep = label != 255
         conf += np.bincount(label[keep].astype(np.int64) * num_classes + pred[keep],
                             minlength=num_classes ** 2).reshape(num_classes, num_classes)
     inter = np.diag(conf)
     union = conf.sum(0) + conf.sum(1) - inter
     with np.errstate(invalid='ignore', divide='ignore'):
-        return float(np.nanmean(inter / union) * 100)
+        return inter / union * 100
+
+
+def _miou(preds: list, labels: list, num_classes: int = 19) -> float:
+    """mIoU (%) as mmseg defines it (mean over classes with a union)."""
+    return float(np.nanmean(_class_iou(preds, labels, num_classes)))
 
 
 def _cli(*args):
@@ -79,6 +86,13 @@ def test_cli_writes_every_report_and_predictions_that_rescore(tmp_path, acdc):
             preds.append(cv2.imread(path, cv2.IMREAD_UNCHANGED))
             assert preds[-1].shape == labels[-1].shape == (64, 128)   # label resolution
         assert record['mIoU'] == pytest.approx(_miou(preds, labels), abs=0.006)
+        class_iou = _class_iou(preds, labels)
+        assert list(record['IoU']) == list(CLASSES)
+        for name, value in zip(CLASSES, class_iou, strict=True):
+            if np.isnan(value):
+                assert record['IoU'][name] is None, name
+            else:
+                assert record['IoU'][name] == pytest.approx(value, abs=0.006), name
 
 
 def test_source_scores_the_same_every_round_and_never_updates(tmp_path, acdc):
