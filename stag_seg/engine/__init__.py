@@ -4,7 +4,7 @@ from stag_seg.engine.context import StepContext
 from stag_seg.engine.iou_metric import StreamIoUMetric
 from stag_seg.engine.loop import ContinualTTALoop
 from stag_seg.engine.runner import StreamRunner
-from stag_seg.engine.stream import SeededOrderSampler
+from stag_seg.engine.samplers import DirichletOrderSampler, SeededOrderSampler
 
-__all__ = ['ContinualTTALoop', 'SeededOrderSampler', 'StepContext', 'StreamIoUMetric',
-           'StreamRunner', 'TTAAdapter']
+__all__ = ['ContinualTTALoop', 'DirichletOrderSampler', 'SeededOrderSampler', 'StepContext',
+           'StreamIoUMetric', 'StreamRunner', 'TTAAdapter']

@@ -12,7 +12,7 @@ from mmseg.registry import HOOKS, METRICS
 
 from stag_seg.engine.optim import AMP_DTYPES
 from stag_seg.engine.stream import ORDERS
-from stag_seg.options import check_choice, check_int
+from stag_seg.options import check_choice, check_int, check_number
 from stag_seg.plugins.base import TTAPlugin
 from stag_seg.registry import TTA_METHODS
 
@@ -20,13 +20,16 @@ RESETS = ('never', 'domain', 'round')
 #: every test_cfg option of ContinualTTALoop besides dataloader/evaluator/domains
 LOOP_DEFAULTS = dict(
     num_rounds=10,
-    order='sequential',                 # or 'mixed'
+    order='sequential',                 # 'mixed' | 'dirichlet' (label shift in each domain)
+    dirichlet=dict(gamma=0.1, num_slots=None),  # order='dirichlet': concentration, slots
+    subset=None,                        # N: a seeded subset of N images per adapted domain
+    shuffle=False,                      # seeded order of each domain's images, per round
     method=dict(type='tent'),           # a TTA_METHODS config
     optimizer=dict(type='Adam', lr=6e-5 / 8, betas=(0.9, 0.999)),
     optim_wrapper=None,                 # mmengine wrapper options: type, clip_grad, ...
     amp=None,                           # None | 'bf16' | 'fp16'
     classifier='decode_head.conv_seg',  # the module whose logits the method and plug-ins use
-    forgetting=None,                    # dict(name=..., dataset=...): scored, never adapted
+    forgetting=None,                    # dict(name=, dataset=, every=1): scored, never adapted
     reset='never',                      # 'domain' | 'round': restore the initial state
     checkpoint=None,                    # the source model (tools/test_tta.py CHECKPOINT)
     random_init=False,                  # run without a checkpoint, on purpose
@@ -59,6 +62,22 @@ def check_loop_options(domains: list, require_checkpoint: bool = True, **options
     check_choice('test_cfg', 'order', opt['order'], ORDERS)
     check_choice('test_cfg', 'reset', opt['reset'], RESETS)
     check_choice('test_cfg', 'amp', opt['amp'], (None, *AMP_DTYPES))
+    check_choice('test_cfg', 'shuffle', opt['shuffle'], (True, False))
+    if opt['subset'] is not None:
+        check_int('test_cfg', 'subset', opt['subset'], low=1)
+    unknown = sorted(set(opt['dirichlet']) - {'gamma', 'num_slots'})
+    if unknown:
+        raise ValueError(f'test_cfg.dirichlet: unknown option(s) {unknown}')
+    check_number('test_cfg.dirichlet', 'gamma', opt['dirichlet'].get('gamma', 0.1), low=0,
+                 low_open=True)
+    if opt['dirichlet'].get('num_slots') is not None:
+        check_int('test_cfg.dirichlet', 'num_slots', opt['dirichlet']['num_slots'], low=2)
+    if opt['forgetting'] is not None:
+        unknown = sorted(set(opt['forgetting']) - {'name', 'dataset', 'every'})
+        if unknown:
+            raise ValueError(f'test_cfg.forgetting: unknown option(s) {unknown} (name, '
+                             'dataset, every)')
+        check_int('test_cfg.forgetting', 'every', opt['forgetting'].get('every', 1), low=1)
     if not domains:
         raise ValueError('test_cfg.domains is empty: the stream needs at least one domain')
     names = [d.get('name') for d in domains]

@@ -89,23 +89,41 @@ class ContinualTTALoop(BaseLoop):
         return metrics
 
     def _build_stream(self) -> None:
+        opt, seed = self.opt, self.runner.seed
         template = self.dataloader_cfg.get('dataset')
         domains = [build_domain(cfg, template) for cfg in self.domain_cfgs]
-        if self.opt['forgetting'] is not None:
-            domains.append(build_domain(self.opt['forgetting'], template, adapt=False))
+        if opt['subset'] is not None:
+            for index, domain in enumerate(domains):
+                domain.dataset.take_subset(opt['subset'],
+                                           np.random.default_rng([seed, 1 << 20, index]))
+        forgetting = opt['forgetting']
+        if forgetting is not None:
+            domains.append(build_domain(forgetting, template, adapt=False))
         self.domains = {d.name: d for d in domains}
         adapted = [d.name for d in domains if d.adapt]
-        forgetting = None if self.opt['forgetting'] is None else domains[-1].name
-        self.stages = plan_stages(adapted, self.opt['num_rounds'], self.opt['order'],
-                                  forgetting)
-        self.loaders = {d.name: self._loader(d.dataset) for d in domains}
-        if self.opt['order'] == 'mixed':
+        self.stages = plan_stages(adapted, opt['num_rounds'], opt['order'],
+                                  forgetting and forgetting['name'],
+                                  forgetting.get('every', 1) if forgetting else 1)
+        self.loaders = {d.name: self._loader(d.dataset, self._sampler(i, d))
+                        for i, d in enumerate(domains)}
+        if opt['order'] == 'mixed':
             mixed = MixedDataset([self.domains[n] for n in adapted])
             self.loaders['mixed'] = self._loader(
-                mixed, sampler=dict(type='SeededOrderSampler', seed=self.runner.seed))
+                mixed, sampler=dict(type='SeededOrderSampler', seed=seed))
         self.scorers = {d.name: DomainScorer(d.name, d.dataset.dataset,
                                              build_iou_metric(self.evaluator_cfg, d.dataset),
-                                             self.opt['out_dir']) for d in domains}
+                                             opt['out_dir']) for d in domains}
+
+    def _sampler(self, index: int, domain) -> dict | None:
+        """A domain's order: the dataset's, a seeded shuffle, or a Dirichlet label shift."""
+        if not domain.adapt:
+            return None
+        if self.opt['order'] == 'dirichlet':
+            return dict(type='DirichletOrderSampler', seed=self.runner.seed, stream=index,
+                        **self.opt['dirichlet'])
+        if self.opt['shuffle']:
+            return dict(type='SeededOrderSampler', seed=self.runner.seed, stream=index)
+        return None
 
     def build_loader(self, dataset_cfg: dict):
         """A loader over a dataset config resolved like a stream domain's (merged onto the
@@ -154,7 +172,7 @@ class ContinualTTALoop(BaseLoop):
     def _run_stage(self, stage: Stage) -> list[dict]:
         mixed = len(stage.domains) > 1
         loader = self.loaders['mixed' if mixed else stage.domains[0]]
-        if mixed:
+        if hasattr(loader.sampler, 'set_epoch'):
             loader.sampler.set_epoch(stage.round)
         self.dataloader = loader
         scorers = {name: self.scorers[name] for name in stage.domains}

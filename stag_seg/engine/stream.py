@@ -1,36 +1,39 @@
-"""The continual stream: domains built from dataset configs, their samples tagged with the
-domain's name, and the schedule of stages."""
+"""The continual stream: domains built from dataset configs (their samples tagged with the
+domain's name, optionally a seeded subset), and the schedule of stages."""
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
 
 import numpy as np
-from mmengine.registry import DATA_SAMPLERS
 from mmseg.registry import DATASETS
-from torch.utils.data import ConcatDataset, Dataset, Sampler
+from torch.utils.data import ConcatDataset, Dataset
 
 from stag_seg.datasets import check_label_files
 
-ORDERS = ('sequential', 'mixed')
+ORDERS = ('sequential', 'mixed', 'dirichlet')
 #: metainfo key that carries a sample's domain through the pipeline, the model and scoring
 DOMAIN_KEY = 'stream_domain'
 
 
 class DomainDataset(Dataset):
     """A domain's dataset whose samples carry the domain's name in their metainfo
-    (``DOMAIN_KEY``), so that scoring attributes every prediction by its own sample."""
+    (``DOMAIN_KEY``), so that scoring attributes every prediction by its own sample.
 
-    def __init__(self, name: str, dataset: Dataset) -> None:
+    ``indices`` restricts it to those samples of ``dataset`` (a seeded subset), in that order.
+    """
+
+    def __init__(self, name: str, dataset: Dataset, indices: list[int] | None = None) -> None:
         self.name = name
         self.dataset = dataset
+        self.indices = list(range(len(dataset))) if indices is None else list(indices)
         self.metainfo = getattr(dataset, 'metainfo', {})
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self.indices)
 
     def __getitem__(self, index: int) -> dict:
-        data = self.dataset[index]
+        data = self.dataset[self.indices[index]]
         samples = data.get('data_samples') if isinstance(data, dict) else None
         if samples is None:
             raise ValueError(f'domain {self.name!r}: the pipeline must end with PackSegInputs '
@@ -38,6 +41,18 @@ class DomainDataset(Dataset):
         for sample in samples if isinstance(samples, list) else [samples]:  # TTA views: a list
             sample.set_metainfo({DOMAIN_KEY: self.name})
         return data
+
+    def label_path(self, index: int) -> str:
+        """The label file of sample ``index``."""
+        return self.dataset.get_data_info(self.indices[index])['seg_map_path']
+
+    def take_subset(self, size: int, rng: np.random.Generator) -> None:
+        """Keeps ``size`` samples drawn by ``rng`` (in the dataset's order)."""
+        if not 1 <= size <= len(self.indices):
+            raise ValueError(f'test_cfg.subset={size}: domain {self.name!r} has '
+                             f'{len(self.indices)} images')
+        chosen = rng.choice(len(self.indices), size=size, replace=False)
+        self.indices = [self.indices[i] for i in sorted(chosen)]
 
 
 @dataclass
@@ -98,19 +113,24 @@ def build_domain(cfg: dict, template: dict | None, adapt: bool = True) -> Domain
 
 
 def plan_stages(domains: list[str], num_rounds: int, order: str,
-                forgetting: str | None) -> list[Stage]:
-    """The whole stream, round by round, as the ordered list of stages."""
+                forgetting: str | None, forgetting_every: int = 1) -> list[Stage]:
+    """The whole stream, round by round, as the ordered list of stages.
+
+    'sequential' and 'dirichlet' run one stage per domain (the latter reorders each domain's
+    images); 'mixed' one stage per round. The forgetting set is scored after every
+    ``forgetting_every``-th round and after the last.
+    """
     if order not in ORDERS:
         raise ValueError(f'test_cfg.order must be one of {ORDERS}, got {order!r}')
     if num_rounds < 1:
         raise ValueError(f'test_cfg.num_rounds must be >= 1, got {num_rounds}')
     stages = []
     for r in range(1, num_rounds + 1):
-        if order == 'sequential':
-            stages += [Stage(r, (name,)) for name in domains]
-        else:
+        if order == 'mixed':
             stages.append(Stage(r, tuple(domains)))
-        if forgetting is not None:
+        else:
+            stages += [Stage(r, (name,)) for name in domains]
+        if forgetting is not None and (r % forgetting_every == 0 or r == num_rounds):
             stages.append(Stage(r, (forgetting,), adapt=False))
     return stages
 
@@ -121,23 +141,3 @@ class MixedDataset(ConcatDataset):
     def __init__(self, domains: list[Domain]) -> None:
         super().__init__([d.dataset for d in domains])
         self.metainfo = domains[0].dataset.metainfo
-
-
-@DATA_SAMPLERS.register_module()
-class SeededOrderSampler(Sampler):
-    """A seeded random order that changes with ``set_epoch`` (one epoch = one round)."""
-
-    def __init__(self, dataset: Dataset, seed: int | None = 0) -> None:
-        self.size = len(dataset)
-        self.seed = 0 if seed is None else seed
-        self.set_epoch(0)
-
-    def set_epoch(self, epoch: int) -> None:
-        rng = np.random.default_rng([self.seed, epoch])
-        self.order = rng.permutation(self.size).tolist()
-
-    def __iter__(self):
-        return iter(self.order)
-
-    def __len__(self) -> int:
-        return self.size
