@@ -396,3 +396,17 @@ def test_ray_sweep_killed_mid_sweep_then_rerun_launches_only_missing_runs(tmp_pa
         assert 'resume=True' in headers[-1]
     cells = [r for r in read_csv(out / 'report.csv') if r['metric'] == 'mean_miou']
     assert len(cells) == 4 + 2 and all(int(r['n']) == 2 for r in cells)
+
+
+def test_a_method_can_carry_its_own_cfg_options(tmp_path):
+    spec = tmp_path / 'variants.py'
+    config = osp.join(REPO, 'configs', 'demo', 'segformer_mini_demo-acdc_tent-stag.py')
+    spec.write_text(
+        f"methods = dict(tent=dict(config={config!r}),\n"
+        f"               stag_l05=dict(config={config!r}, cfg_options=dict(weight=0.5)))\n"
+        "options = dict(weight='custom_hooks.0.loss_weight', rounds='test_cfg.num_rounds')\n"
+        "cfg_options = dict(rounds=1)\nbaseline = 'tent'\nseeds = [0]\n")
+    runs = {r.method: r for r in load_spec(str(spec)).runs}
+    assert runs['stag_l05'].cfg_options == {'custom_hooks.0.loss_weight': 0.5,
+                                            'test_cfg.num_rounds': 1, 'randomness.seed': 0}
+    assert 'custom_hooks.0.loss_weight' not in runs['tent'].cfg_options

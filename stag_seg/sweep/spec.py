@@ -3,11 +3,12 @@
 A spec (see ``configs/sweeps/demo_smoke.py``) has these keys; relative paths are taken from the
 current directory, as ``tools/test_tta.py`` would take them::
 
-    methods = dict(                       # required: name -> base config (+ checkpoint)
-        tent=dict(config='configs/demo/segformer_mini_demo-acdc_tent.py',
-                  checkpoint='checkpoints/segformer_mini_minicity.pth'),
+    methods = dict(                       # required: name -> base config (+ checkpoint,
+        tent=dict(config='configs/demo/segformer_mini_demo-acdc_tent.py',   # + options of
+                  checkpoint='checkpoints/segformer_mini_minicity.pth'),    # this method)
         stag=dict(config='configs/demo/segformer_mini_demo-acdc_tent-stag.py',
-                  checkpoint='checkpoints/segformer_mini_minicity.pth'))
+                  checkpoint='checkpoints/segformer_mini_minicity.pth',
+                  cfg_options=dict(stag_weight=1.0)))
     baseline = 'tent'                     # optional: every other method is paired with it
     options = dict(lr='test_cfg.optimizer.lr', order='test_cfg.order',
                    rounds='test_cfg.num_rounds')   # optional: short names of cfg keys
@@ -202,20 +203,25 @@ def _seeds(check: _Checker, seeds: Any) -> list[int]:
     return list(seeds)
 
 
-def _methods(check: _Checker, methods: Any) -> dict[str, tuple[str, str | None]]:
+def _methods(check: _Checker, aliases: dict[str, str], methods: Any
+             ) -> dict[str, tuple[str, str | None, dict]]:
+    """name -> (config, checkpoint, the method's own cfg options)."""
     out = {}
     for name, base in check.dict_of(methods, 'methods', allow_empty=False).items():
         key = f'methods.{name}'
         check.name(name, key)
         base = check.dict_of(base, key)
-        unknown = sorted(set(base) - {'config', 'checkpoint'})
+        unknown = sorted(set(base) - {'config', 'checkpoint', 'cfg_options'})
         if unknown:
-            check.fail(f'{key}.{unknown[0]}', 'unknown key (expected config, checkpoint)')
+            check.fail(f'{key}.{unknown[0]}',
+                       'unknown key (expected config, checkpoint, cfg_options)')
         if 'config' not in base:
             check.fail(f'{key}.config', 'missing (the method\'s test_tta.py config)')
         config = check.file(base['config'], f'{key}.config')
         ckpt = base.get('checkpoint')
-        out[name] = (config, None if ckpt is None else check.file(ckpt, f'{key}.checkpoint'))
+        options = _resolve(check, aliases, base.get('cfg_options', {}), f'{key}.cfg_options')
+        out[name] = (config, None if ckpt is None else check.file(ckpt, f'{key}.checkpoint'),
+                     options)
     return out
 
 
@@ -243,12 +249,12 @@ def load_spec(path: str) -> SweepSpec:
     for key in ('methods', 'seeds'):
         if key not in raw:
             check.fail(key, 'missing (required)')
-    methods = _methods(check, raw['methods'])
     aliases = check.dict_of(raw.get('options', {}), 'options')
     for name, cfg_key in aliases.items():
         check.name(name, f'options.{name}')
         if not isinstance(cfg_key, str) or not cfg_key:
             check.fail(f'options.{name}', f'expected a cfg key string, got {cfg_key!r}')
+    methods = _methods(check, aliases, raw['methods'])
     common = _resolve(check, aliases, raw.get('cfg_options', {}), 'cfg_options')
     regimes = check.dict_of(raw.get('regimes', {}), 'regimes')
     bundles = [(check.name(name, f'regimes.{name}'),
@@ -275,9 +281,9 @@ def load_spec(path: str) -> SweepSpec:
             for point_label, point in points:
                 regime = '_'.join(p for p in (regime_name, point_label) if p) or 'default'
                 options = {**common, **bundle, **point, SEED_KEY: seed}
-                for method, (config, checkpoint) in methods.items():
+                for method, (config, checkpoint, own) in methods.items():
                     runs.append(Run(run_name(method, regime, seed), method, regime, seed,
-                                    config, checkpoint, dict(options)))
+                                    config, checkpoint, {**own, **options}))
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
