@@ -30,6 +30,8 @@ from stag_seg.stag import stag_loss, structural_anchors
 MARGIN = 2.9
 #: a SAR recovery threshold the tiny model's moving average crosses now and then (Adam 1e-2)
 RESET = 2.851
+#: a SAM radius at which the moved tiny model finds other pixels reliable
+RHO = 0.5
 
 
 @pytest.fixture(scope='module')
@@ -243,8 +245,8 @@ def _save(state):
 # ------------------------------------------------------------------ SAR
 def _sar_reference(model, batch, margin, rho, lr, stag_weight=None):
     """Independent: SAR's two-pass SAM step by hand (SGD at ``lr``), with STAG in both passes
-    if ``stag_weight``; returns the trainable parameters after it, and after a plain
-    one-pass step."""
+    if ``stag_weight``; returns the trainable parameters after it and after a plain one-pass
+    step, and whether the moved model found reliable pixels that pass 1 did not."""
     model = copy.deepcopy(model)
     Tent().configure_model(model)
     params = dict((n, p) for n, p in model.named_parameters() if p.requires_grad)
@@ -272,11 +274,13 @@ def _sar_reference(model, batch, margin, rho, lr, stag_weight=None):
     with torch.no_grad():
         for p, g in zip(params.values(), g1, strict=True):
             p.add_(rho * g / (norm + 1e-12))
-    second, _ = loss(reliable)
+    second, kept = loss(reliable)
     g2 = torch.autograd.grad(second, list(params.values()))
+    _, reliable_second = loss()
     tap.remove()
     return ({n: old[n] - lr * g for n, g in zip(params, g2, strict=True)},
-            {n: old[n] - lr * g for n, g in zip(params, g1, strict=True)})
+            {n: old[n] - lr * g for n, g in zip(params, g1, strict=True)},
+            bool((reliable_second & ~reliable).any()))
 
 
 @pytest.mark.parametrize('stag', [False, True], ids=['sar', 'sar+stag'])
@@ -285,13 +289,16 @@ def test_sar_update_equals_a_hand_written_two_pass_sam_step(tiny, stag):
     lr = 0.5
     spy = LossSpy()
     plugins = ([STAGHook(loss_weight=2.0)] if stag else []) + [spy]
-    adapter = TTAAdapter(copy.deepcopy(model), SAR(margin_e0=MARGIN, reset_constant_em=0),
+    adapter = TTAAdapter(copy.deepcopy(model), SAR(margin_e0=MARGIN, rho=RHO, reset_constant_em=0),
                          plugins=plugins, optimizer=dict(type='SGD', lr=lr))
     result = adapter.step(batches[0], adapt=True)
     assert result.updated and result.stats['resets'] == 0
     assert len(spy.calls) == 2                        # the plug-ins are asked in both passes
     assert all(('loss_stag' in c) == stag for c in spy.calls)
-    expected, one_pass = _sar_reference(model, batches[0], MARGIN, 0.05, lr, 2.0 if stag else None)
+    expected, one_pass, crossed = _sar_reference(model, batches[0], MARGIN, RHO, lr,
+                                                 2.0 if stag else None)
+    # with STAG the moved model finds new reliable pixels, which pass 2 must leave out
+    assert crossed == stag
     mine = _trainable(adapter.model)
     for name, value in expected.items():
         torch.testing.assert_close(mine[name], value, rtol=1e-5, atol=1e-7)
@@ -344,6 +351,20 @@ def test_sar_recovers_exactly_when_the_moving_average_crosses_the_threshold(tiny
     assert steps[2][3]['state'] == {}
     for name, value in free[1][2].items():          # the same trajectory until then
         assert torch.equal(steps[1][2][name], value), name
+
+
+@pytest.mark.parametrize('method', [EATA(e_margin=1e-6, fisher_alpha=0),
+                                    SAR(margin_e0=1e-6)], ids=['eata', 'sar'])
+def test_a_step_with_no_reliable_pixel_takes_no_update(tiny, method):
+    model, batches, _ = tiny
+    adapter = TTAAdapter(copy.deepcopy(model), method, plugins=[STAGHook()])
+    before = copy.deepcopy(adapter.model.state_dict())
+    result = adapter.step(batches[0], adapt=True)
+    assert not result.attempted and not result.updated
+    assert result.stats['empty_steps'] == 1 and result.stats['kept_pixels'] == 0
+    assert result.stats['pixels'] == 8 * 16
+    for key, value in adapter.model.state_dict().items():
+        assert torch.equal(value, before[key]), key
 
 
 # ------------------------------------------------------------------ bn-adapt
