@@ -96,13 +96,17 @@ class EATA(Tent):
       (EATA's 0.4 ln 1000 written for K classes).
     * The redundancy filter is off by default (``d_margin=None``). EATA's rule (skip a sample
       whose probability vector has |cosine| >= 0.05 with the moving average of those kept)
-      assumes near-orthogonal predictions over 1000 classes. With 19 classes, a confident
-      pixel of class c has cosine ~ m_c / ||m|| with the average m, >= 0.05 for every class
-      that holds a few per cent of street-scene pixels, so 0.05 would skip almost every pixel.
-      Set ``d_margin`` to turn on the same rule per pixel (the average is the mean of the
-      kept pixels' probability vectors, EMA 0.9); K-scaled, EATA's epsilon is about
-      0.05 * sqrt(1000 / K) (0.36 for 19 classes), which keeps pixels of classes that are
-      rare in the recent average.
+      assumes near-orthogonal predictions over 1000 classes. Per image, every street scene's
+      mean prediction is dominated by road, building and sky, so every image would be skipped.
+      Per pixel, a confident pixel of class c has cosine ~ m_c / ||m|| with the average m,
+      which is >= 0.05 for every class holding more than about 2.4 % of the recent pixels
+      (with Cityscapes' class frequencies: road, sidewalk, building, vegetation, sky, car,
+      about nine pixels in ten): 0.05 would skip most pixels of every image. Set ``d_margin``
+      to turn on the per-pixel rule (the average is that of the kept pixels' probability
+      vectors, EMA 0.9, as EATA's). EATA's 0.05 is 1.6x the cosine of a one-hot vector with a
+      uniform average over 1000 classes; the same ratio for K classes is 0.05 * sqrt(1000 / K)
+      (0.36 for 19), which skips the pixels of the classes that dominate recent predictions
+      (road and building there).
     * The Fisher information (:func:`~stag_seg.methods.fisher.fisher_information`) comes from
       ``fisher_dataset`` (a source-domain set resolved like a stream domain, labels unused;
       e.g. Cityscapes train, so that it shares no image with a Cityscapes-val forgetting
