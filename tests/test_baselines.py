@@ -445,6 +445,20 @@ def test_bad_method_options_are_named(tmp_path, data, flat_config, method, messa
     assert message in str(error.value)
 
 
+def test_demo_configs_are_the_demo_stream_with_each_method(tmp_path):
+    for variant in ('bn-adapt', 'eata', 'eata-stag', 'sar', 'sar-stag'):
+        path = osp.join(REPO, 'configs', 'demo', f'segformer_mini_demo-acdc_{variant}.py')
+        cfg = load_tta_config(path, str(tmp_path / variant))       # validated as a whole
+        assert cfg.test_cfg.method.type == variant.replace('-stag', '')
+        assert [h.type for h in cfg.get('custom_hooks', [])] == (
+            ['STAGHook'] if variant.endswith('stag') else [])
+        assert cfg.test_cfg.num_rounds == 3 and cfg.test_cfg.forgetting.name == 'clean_val'
+        if variant.startswith('eata'):             # the Fisher set is not the forgetting set
+            fisher = cfg.test_cfg.method.fisher_dataset
+            assert fisher.data_prefix.img_path == 'leftImg8bit/train'
+            assert cfg.test_cfg.forgetting.dataset.data_prefix.img_path == 'leftImg8bit/val'
+
+
 # ------------------------------------------------------------------ the CLI, killed, resumed
 def _test_tta():
     spec = importlib.util.spec_from_file_location('test_tta', osp.join(REPO, 'tools',
