@@ -195,3 +195,14 @@ def test_reset_per_domain_restarts_from_the_source_model(tmp_path, acdc):
     assert first == second
     first, second = rounds('never')         # control: without a reset, round 2 differs
     assert first != second
+
+
+def test_resumed_run_with_resets_restarts_from_the_source_model(tmp_path, acdc):
+    options = {'test_cfg.reset': 'round', 'test_cfg.optimizer.lr': 1e-2, 'num_rounds': 3}
+    build_runner(str(tmp_path / 'full'), acdc, **options).test()
+    crash = [dict(type='CrashAfterItersHook', iters=22)]     # round 2, night
+    with pytest.raises(KeyboardInterrupt):
+        build_runner(str(tmp_path / 'part'), acdc, custom_hooks=crash, **options).test()
+    build_runner(str(tmp_path / 'part'), acdc, resume=True, **options).test()
+    assert (tmp_path / 'part' / 'results.jsonl').read_bytes() == (
+        tmp_path / 'full' / 'results.jsonl').read_bytes()

@@ -64,13 +64,13 @@ class ContinualTTALoop(BaseLoop):
             opt['optimizer'], opt['optim_wrapper'], opt['amp'], logger, self.build_loader)
         self.name = opt['method_name'] or '+'.join([opt['method']['type'],
                                                     *[p.name for p in plugins]])
+        initial = self.adapter.snapshot() if opt['reset'] != 'never' else None  # the source
         run_dir = RunDir(self.runner.work_dir, logger)
         start = self._begin(run_dir)
         if start == len(self.stages):
             logger.warning(f'{self.runner.work_dir}: the run is already complete; nothing to do')
             return run_summary(load_records(self.runner.work_dir))
         run_dir.start(self._run_info(start))
-        initial = self.adapter.snapshot() if opt['reset'] != 'never' else None
         self.runner.call_hook('before_test')
         self.runner.call_hook('before_test_epoch')
         for index in range(start, len(self.stages)):
