@@ -30,10 +30,11 @@ def acdc(tmp_path_factory):
                           sequences=('GOPR0475', ), frames_per_sequence=1)
 
 
-def test_every_model_has_the_four_method_variants():
+def test_every_model_has_every_method_variant():
     names = {osp.basename(c) for c in CONFIGS}
     for model in ('segformer_mit-b5', 'deeplabv3plus_r50-d8'):
-        for method in ('source', 'tent', 'tent-pl', 'tent-stag'):
+        for method in ('source', 'tent', 'tent-pl', 'tent-stag', 'bn-adapt', 'eata',
+                       'eata-stag', 'sar', 'sar-stag'):
             assert f'{model}_cs2acdc_{method}.py' in names
 
 

@@ -31,8 +31,8 @@ stream_loop = dict(
     type='ContinualTTALoop',
     domains=[dict(name=c, dataset=dict(condition=c)) for c in acdc_conditions],
     num_rounds=10,
-    order='sequential',          # or 'mixed'
-    method=dict(type='tent'),    # 'source' | 'tent' | 'tent-pl'
+    order='sequential',          # or 'mixed', 'dirichlet' (see the README's stream options)
+    method=dict(type='tent'),    # source | bn-adapt | tent | tent-pl | eata | sar | cotta
     optimizer=dict(type='Adam', lr=6e-5 / 8, betas=(0.9, 0.999)),
     reset='never',
     # forgetting=dict(name='cityscapes_val', dataset=dict(type='CityscapesDataset', ...)),
