@@ -5,9 +5,10 @@ A method is one small object that owns its step (the shape of TENT's reference c
 gets) and ``forward_and_adapt`` (predict, then adapt, through the engine's adapter).
 """
 from stag_seg.methods.base import StepResult, TTAMethod
+from stag_seg.methods.cotta import CoTTA
 from stag_seg.methods.norm import NORM_TYPES, use_test_batch_statistics
 from stag_seg.methods.source import Source
 from stag_seg.methods.tent import Tent, TentPseudoLabel
 
-__all__ = ['NORM_TYPES', 'Source', 'StepResult', 'TTAMethod', 'Tent', 'TentPseudoLabel',
+__all__ = ['NORM_TYPES', 'CoTTA', 'Source', 'StepResult', 'TTAMethod', 'Tent', 'TentPseudoLabel',
            'use_test_batch_statistics']
