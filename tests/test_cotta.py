@@ -123,6 +123,10 @@ def test_teacher_is_the_ema_of_the_recorded_student_trajectory(batches):
             assert torch.equal(value, buffers[name]), name
     for name, value in params(adapter.method.anchor).items():
         assert torch.equal(value, source[name]), name
+    # the classifier tap stays on the student: the copies carry no hook
+    assert adapter.model.decode_head.conv_seg._forward_hooks
+    for copy_ in (adapter.method.teacher, adapter.method.anchor):
+        assert not any(m._forward_hooks for m in copy_.modules())
 
 
 def test_restore_puts_back_source_values_at_drawn_positions_and_nowhere_else(batches):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +19,9 @@ from stag_seg.methods.tta_views import split_views
 from stag_seg.options import check_number
 from stag_seg.registry import TTA_METHODS
 
+if TYPE_CHECKING:
+    from stag_seg.engine.adapter import TTAAdapter
+
 #: endings of the parameter names (last component) that stochastic restore resets: CoTTA's
 #: 'weight' and 'bias', and mmseg's nn.MultiheadAttention 'in_proj_weight' / 'in_proj_bias'
 #: (the q/k/v projections that NVlabs' code, which CoTTA ran, holds as Linear weights and biases)
@@ -30,7 +34,7 @@ def frozen_copy(model: nn.Module) -> nn.Module:
     clone = copy.deepcopy(model)
     clone.eval()
     clone.requires_grad_(False)
-    for module in clone.modules():
+    for module in clone.modules():        # deepcopy copied the adapter's tap hook too
         taps = [key for key, hook in module._forward_hooks.items()
                 if isinstance(getattr(hook, '__self__', None), ModuleTap)]
         for key in taps:
@@ -71,11 +75,14 @@ class CoTTA(TTAMethod):
     path. The EMA covers parameters only (CoTTA's ``update_ema_variables``); buffers stay the
     source's in all three models.
 
-    Views. The stream pipeline makes them with mmcv's ``TestTimeAug`` (see
-    :class:`~stag_seg.methods.tta_views.TestTimeAugSharedLabel` and
-    ``configs/_base_/datasets/acdc_continual_cotta.py``): the base view is the input every
-    method sees (``Resize`` to 960x540 keeping the ratio), the others rescale it (0.5 ... 2.0)
-    and flip it. A batch without views is one view (the ensemble is then the base view).
+    Views. The stream pipeline makes them with mmcv's ``TestTimeAug``
+    (:class:`~stag_seg.methods.tta_views.TestTimeAugSharedLabel`,
+    ``configs/_base_/datasets/cotta_views.py``): the base view is exactly the input every
+    method sees (``Resize`` to 960x540 keeping the ratio); the 14 views scale it by 0.5 ... 2.0
+    (ratios relative to it), each without and with a horizontal flip; the base view is
+    flagged in its metainfo. The label is decoded once and packed once, on the base view only,
+    at full resolution (the loader then holds 14 uint8 images, ~39 MB for a 960x540 base,
+    plus one label). A batch without views is one view (the ensemble is the base view).
 
     Pseudo-label and scored prediction (one and the same, at the label's full resolution, as
     CoTTA scores it). The teacher predicts every view; mmseg's ``postprocess_result`` brings
@@ -85,7 +92,8 @@ class CoTTA(TTAMethod):
     view's full-resolution probabilities live at a time (not all 14:
     14 x 19 x 1080 x 1920 float32 would be 2.2 GB per image). Per pixel the pseudo-label is
     the teacher's base-view argmax where the anchor's base-view confidence (max softmax
-    probability, full resolution) exceeds ``threshold``, else the argmax of the average.
+    probability, full resolution) exceeds ``threshold`` (strictly), else the argmax of the
+    average.
 
     Loss. Cross-entropy (mean over cells, float32) of the student's base-view classifier
     logits (``ctx.logits``, the decode head's resolution, the tensor plug-ins such as STAG
@@ -97,11 +105,12 @@ class CoTTA(TTAMethod):
     the EMA, then every element of every adapted weight and bias (a parameter name ending in
     ``weight`` or ``bias``: CoTTA's rule, plus mmseg's attention ``in_proj_weight`` /
     ``in_proj_bias``; all of SegFormer's parameters) is reset to the anchor's value with
-    probability ``restore_prob``,
-    masks drawn from the method's own ``torch.Generator`` on the model's device, seeded in
-    :meth:`setup` with ``torch.initial_seed()`` (the run's ``randomness.seed``).
+    probability ``restore_prob``: one ``torch.rand(shape) < restore_prob`` mask per parameter,
+    in ``named_parameters`` order, from the method's own ``torch.Generator`` on the model's
+    device, seeded in :meth:`setup` with ``torch.initial_seed()`` (the run's
+    ``randomness.seed``: mmengine seeds torch with it). The optimizer's moments are kept.
     Teacher, anchor and generator state are :meth:`state_dict`: resets and resume restore
-    them.
+    them (a resumed stream is byte-identical to an uninterrupted one).
 
     Stats per domain: ``ensemble_pixels`` (pseudo-label from the ensemble) of ``pixels``.
 
@@ -136,7 +145,7 @@ class CoTTA(TTAMethod):
     def collect_params(self, model: nn.Module) -> list[nn.Parameter]:
         return list(model.parameters())
 
-    def setup(self, adapter) -> None:
+    def setup(self, adapter: TTAAdapter) -> None:
         model = adapter.model
         if getattr(model, 'out_channels', 2) < 2:
             raise ValueError('cotta averages softmax probabilities over views; it needs a '
@@ -152,7 +161,7 @@ class CoTTA(TTAMethod):
         self.generator.manual_seed(torch.initial_seed())
 
     # ---------------------------------------------------------------- the step
-    def forward_and_adapt(self, adapter, batch: dict, adapt: bool) -> StepResult:
+    def forward_and_adapt(self, adapter: TTAAdapter, batch: dict, adapt: bool) -> StepResult:
         views, base = split_views(batch)
         if len(views) == 1 and not self._warned_no_views:
             self._warned_no_views = True
@@ -179,18 +188,18 @@ class CoTTA(TTAMethod):
             self.after_update(adapter)
         return StepResult(outputs, attempted=True, updated=updated, stats=stats)
 
-    def _full_resolution(self, adapter, model: nn.Module, view: dict) -> list:
+    def _full_resolution(self, adapter: TTAAdapter, model: nn.Module, view: dict) -> list:
         """``model``'s samples for ``view`` with ``seg_logits`` (K, H, W) and
         ``pred_sem_seg`` (1, H, W) at the original resolution (mmseg's post-processing)."""
         seg_logits, samples = adapter.infer(model, view, grad=False)
         return model.postprocess_result(seg_logits.float(), samples)
 
-    def _anchor_confidence(self, adapter, view: dict) -> list[Tensor]:
+    def _anchor_confidence(self, adapter: TTAAdapter, view: dict) -> list[Tensor]:
         """(H, W) max softmax probability of the anchor on the base view, per image."""
         return [s.seg_logits.data.softmax(0).amax(0)
                 for s in self._full_resolution(adapter, self.anchor, view)]
 
-    def _teacher_predictions(self, adapter, views: list[dict],
+    def _teacher_predictions(self, adapter: TTAAdapter, views: list[dict],
                              base: int) -> tuple[list[Tensor], list[Tensor], list]:
         """Per image: the teacher's (H, W) base-view argmax, the argmax of its mean softmax
         over all views, and the base view's samples (to carry the scored prediction)."""
@@ -223,7 +232,7 @@ class CoTTA(TTAMethod):
         return F.cross_entropy(logits.float(), targets.to(logits.device),
                                ignore_index=IGNORE_INDEX)
 
-    def after_update(self, adapter) -> None:
+    def after_update(self, adapter: TTAAdapter) -> None:
         ema_update(self.teacher, adapter.model, self.alpha)
         if self.restore_prob > 0:
             stochastic_restore(self.restored, self.restore_prob, self.generator)
