@@ -6,11 +6,12 @@ gets) and ``forward_and_adapt`` (predict, then adapt, through the engine's adapt
 """
 from stag_seg.methods.base import StepResult, TTAMethod
 from stag_seg.methods.bn_adapt import BNAdapt
+from stag_seg.methods.cotta import CoTTA
 from stag_seg.methods.eata import EATA
 from stag_seg.methods.norm import NORM_TYPES, use_test_batch_statistics
 from stag_seg.methods.sar import SAR
 from stag_seg.methods.source import Source
 from stag_seg.methods.tent import Tent, TentPseudoLabel
 
-__all__ = ['BNAdapt', 'EATA', 'NORM_TYPES', 'SAR', 'Source', 'StepResult', 'TTAMethod', 'Tent',
-           'TentPseudoLabel', 'use_test_batch_statistics']
+__all__ = ['BNAdapt', 'CoTTA', 'EATA', 'NORM_TYPES', 'SAR', 'Source', 'StepResult', 'TTAMethod',
+           'Tent', 'TentPseudoLabel', 'use_test_batch_statistics']

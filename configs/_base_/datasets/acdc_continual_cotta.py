@@ -1,0 +1,13 @@
+# The Cityscapes -> ACDC stream (acdc_continual.py) with CoTTA's 14 test-time-augmented views
+# (cotta_views.py) after the stream's own steps: the base view (Resize to 960x540 keeping the
+# ratio) and the label at full resolution, exactly as every other method gets them.
+_base_ = ['./acdc_continual.py', './cotta_views.py']
+
+cotta_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(960, 540), keep_ratio=True),
+    dict(type='LoadExactAnnotations'),
+    {{_base_.cotta_views}},
+]
+stream_dataloader = dict(dataset=dict(pipeline=cotta_pipeline))
+stream_loop = dict(method=dict(type='cotta', alpha=0.999, threshold=0.69, restore_prob=0.01))

@@ -1,0 +1,8 @@
+# segformer_mit-b5 (Cityscapes) adapted online with CoTTA over the Cityscapes->ACDC continual
+# stream, with CoTTA's 14 test-time-augmented views
+# (configs/_base_/datasets/acdc_continual_cotta.py) and Adam lr 6e-5/8 on all parameters.
+_base_ = ['../_base_/models/segformer_mit-b5_cityscapes.py',
+          '../_base_/datasets/acdc_continual_cotta.py']
+test_dataloader = {{_base_.stream_dataloader}}
+test_evaluator = {{_base_.stream_evaluator}}
+test_cfg = {{_base_.stream_loop}}

@@ -1,0 +1,51 @@
+"""Full-resolution label maps sampled on the decode head's output grid."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+#: target of head cells over the input's padding (``F.cross_entropy``'s default ignore index)
+IGNORE_INDEX = -100
+
+
+def _cell_sources(cells: int, size: int, before: int, after: int, full: int,
+                  device: torch.device) -> tuple[Tensor, Tensor]:
+    """For a grid of ``cells`` spanning the padded input (``before + size + after`` pixels,
+    the image in ``[before, before + size)``): the full-resolution index (``full`` pixels
+    span the image) under each cell's centre, and whether that centre is on the image.
+
+    Exact integer arithmetic: centre ``(i + 1/2) * padded / cells - before`` in input pixels,
+    scaled by ``full / size``, floored.
+    """
+    padded = before + size + after
+    num = (2 * torch.arange(cells, device=device) + 1) * padded - 2 * before * cells
+    inside = (num >= 0) & (num < 2 * cells * size)
+    index = (num.clamp(min=0) * full).div(2 * cells * size, rounding_mode='floor')
+    return index.clamp(max=full - 1), inside
+
+
+def labels_on_head_grid(label: Tensor, grid: tuple[int, int], meta: dict,
+                        ignore_index: int = IGNORE_INDEX) -> Tensor:
+    """The label under the centre of each cell of the decode head's grid (nearest neighbour).
+
+    The head's grid spans the model's (padded) input; the input's image part (``img_shape``,
+    after ``img_padding_size`` / ``padding_size`` = left, right, top, bottom, as mmseg's
+    post-processing reads them) is the whole original image, at ``label``'s resolution.
+    Without padding this is ``F.interpolate(label, grid, mode='nearest-exact')``.
+
+    Args:
+        label: (H, W) integer map at the original resolution.
+        grid: (h, w) of the head's output.
+        meta: the sample's metainfo (``img_shape``, optional padding).
+        ignore_index: the value of cells whose centre lies on the padding.
+
+    Returns:
+        (h, w) int64 map.
+    """
+    left, right, top, bottom = meta.get('img_padding_size', meta.get('padding_size', [0] * 4))
+    img_h, img_w = meta['img_shape'][:2]
+    rows, rows_in = _cell_sources(grid[0], img_h, top, bottom, label.shape[0], label.device)
+    cols, cols_in = _cell_sources(grid[1], img_w, left, right, label.shape[1], label.device)
+    out = label.long()[rows][:, cols]
+    out[~(rows_in[:, None] & cols_in[None, :])] = ignore_index
+    return out
