@@ -102,3 +102,19 @@ def test_ablation_runs_each_setting_against_tent(data, tmp_path, checkpoint):
     assert [r['num_images'] for r in runs[name]] == [2, 2, 2, 2, 2]
     assert name in table and 'tent' in table
     assert runs[name] != runs['tent']
+
+
+def test_every_demo_method_runs_and_plugin_options_reach_only_stag_methods(data, tmp_path,
+                                                                           checkpoint):
+    from stag_seg.demo.launch import DEMO_CONFIGS
+
+    work = str(tmp_path / 'all')
+    runs = run_demo(data, work, checkpoint, rounds=1, images_per_condition=1,
+                    methods=list(DEMO_CONFIGS), data_kwargs=TINY_DATA,
+                    cfg_options={'custom_hooks.0.loss_weight': 0.5})
+    assert list(runs) == list(DEMO_CONFIGS)
+    for name, records in runs.items():
+        assert [r['num_images'] for r in records] == [1, 1, 1, 1, 2], name
+        config = Config.fromfile(glob.glob(osp.join(work, name.replace('+', '_'), '*.py'))[0])
+        hooks = config.get('custom_hooks') or []
+        assert [h['loss_weight'] for h in hooks] == ([0.5] if name.endswith('+stag') else [])

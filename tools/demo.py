@@ -11,12 +11,14 @@ condition, prints the per-domain x round tables and the comparison, and writes e
 reports, the comparison plot and a qualitative figure under --work-dir.
 """
 import argparse
+import warnings
 
 from mmengine.config import DictAction
 
-import stag_seg  # noqa: F401  (compat patches and registration)
-from stag_seg.demo.launch import DEMO_CONFIGS
-from stag_seg.demo.run import run_demo
+warnings.filterwarnings('ignore', category=UserWarning, module=r'(mmseg|mmengine|mmcv)\.')
+import stag_seg  # noqa: E402,F401  (compat patches and registration)
+from stag_seg.demo.launch import DEFAULT_METHODS, DEMO_CONFIGS  # noqa: E402
+from stag_seg.demo.run import run_demo  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -31,12 +33,14 @@ def parse_args() -> argparse.Namespace:
                         help='where the generated data is cached (default: data/demo)')
     parser.add_argument('--work-dir', default='work_dirs/demo',
                         help='where reports and figures go (default: work_dirs/demo)')
-    parser.add_argument('--methods', nargs='+', default=list(DEMO_CONFIGS),
-                        choices=list(DEMO_CONFIGS),
-                        help=f'methods to run, in order (default: {" ".join(DEMO_CONFIGS)})')
+    parser.add_argument('--methods', nargs='+', default=list(DEFAULT_METHODS),
+                        choices=list(DEMO_CONFIGS), metavar='METHOD',
+                        help=f'methods to run, in order, from: {" ".join(DEMO_CONFIGS)} '
+                        f'(default: {" ".join(DEFAULT_METHODS)})')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='config overrides for every method, e.g. '
-                        'custom_hooks.0.loss_weight=2')
+                        help='config overrides for every method, e.g. test_cfg.optimizer.lr=1e-3;'
+                        ' custom_hooks.* ones (the STAG plug-in, e.g. custom_hooks.0.loss_weight'
+                        '=1) go to the +stag methods only')
     return parser.parse_args()
 
 

@@ -9,11 +9,14 @@ from stag_seg.engine.launch import load_tta_config, run_tta
 from stag_seg.reports import load_records
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DEMO_CONFIGS = {
-    'source': 'configs/demo/segformer_mini_demo-acdc_source.py',
-    'tent': 'configs/demo/segformer_mini_demo-acdc_tent.py',
-    'tent+stag': 'configs/demo/segformer_mini_demo-acdc_tent-stag.py',
-}
+#: every demo method (name -> config); '+stag' adds the STAG plug-in to the method
+DEMO_CONFIGS = {name: f"configs/demo/segformer_mini_demo-acdc_{name.replace('+', '-')}.py"
+                for name in ('source', 'bn-adapt', 'tent', 'tent+stag', 'eata', 'eata+stag',
+                             'sar', 'sar+stag', 'cotta', 'cotta+stag')}
+#: what the demo runs unless --methods says otherwise
+DEFAULT_METHODS = ('source', 'tent', 'tent+stag')
+#: cfg options with this prefix configure the STAG plug-in: applied to '+stag' methods only
+PLUGIN_OPTIONS = 'custom_hooks.'
 
 
 def repo_path(path: str) -> str:
@@ -55,7 +58,8 @@ def run_method(name: str, data_root: str, work_dir: str, checkpoint: str, rounds
                images_per_condition: int | None = None) -> list[dict]:
     """Runs method ``name`` (a key of :data:`DEMO_CONFIGS`) over the demo stream; returns its
     records. ``images_per_condition`` takes the first N rendered images of each condition
-    (None: all on disk); ``cfg_options`` override the config last."""
+    (None: all on disk); ``cfg_options`` override the config last (``custom_hooks.*`` ones
+    only for methods with the plug-in, whose configs have the hook)."""
     if name not in DEMO_CONFIGS:
         raise ValueError(f'unknown demo method {name!r}; expected one of {list(DEMO_CONFIGS)}')
     data_root = repo_path(data_root)
@@ -65,14 +69,17 @@ def run_method(name: str, data_root: str, work_dir: str, checkpoint: str, rounds
         'test_cfg.num_rounds': rounds,
         'log_level': 'WARNING',
     }
+    if name.startswith('eata'):            # its Fisher information reads mini-Cityscapes train
+        options['test_cfg.method.fisher_dataset.data_root'] = osp.join(data_root, 'cityscapes')
     # the demo configs' domains are ACDC_CONDITIONS in order (configs/_base_/datasets)
     subset = stream_subset(data_root, images_per_condition)
     for i, condition in enumerate(ACDC_CONDITIONS):
         if condition in subset:
             options[f'test_cfg.domains.{i}.dataset.indices'] = subset[condition]
-    options.update(cfg_options or {})
+    options.update({k: v for k, v in (cfg_options or {}).items()
+                    if not k.startswith(PLUGIN_OPTIONS) or name.endswith('+stag')})
     run_dir = method_dir(work_dir, name)
     cfg = load_tta_config(repo_path(DEMO_CONFIGS[name]), run_dir, options,
                           out_dir=predictions_dir(work_dir, name))
-    run_tta(cfg, repo_path(checkpoint))
+    run_tta(cfg, repo_path(checkpoint), verbose=False)
     return load_records(run_dir)

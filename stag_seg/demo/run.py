@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from stag_seg.datasets.acdc import ACDCDataset
 from stag_seg.demo.figure import figure_rows
-from stag_seg.demo.launch import DEMO_CONFIGS, repo_path, run_method, stream_subset
+from stag_seg.demo.launch import DEFAULT_METHODS, repo_path, run_method, stream_subset
 from stag_seg.demo.source_model import DEMO_CHECKPOINT
 from stag_seg.demo.synth import ensure_demo_data
 from stag_seg.demo.synth.cache import DEFAULT_PER_CONDITION
@@ -20,7 +20,7 @@ def run_demo(data_root: str = 'data/demo',
              checkpoint: str = DEMO_CHECKPOINT,
              rounds: int = 3,
              images_per_condition: int = DEFAULT_PER_CONDITION,
-             methods: Sequence[str] = tuple(DEMO_CONFIGS),
+             methods: Sequence[str] = DEFAULT_METHODS,
              cfg_options: dict | None = None,
              data_kwargs: dict | None = None) -> dict[str, list[dict]]:
     """Renders the data if needed, runs each method, prints and writes the comparison.
