@@ -52,6 +52,12 @@ def _scores(work_dir: str) -> RunScores:
     return run_scores(load_records(work_dir))
 
 
+def collect_scores(spec: SweepSpec, out_dir: str) -> dict[str, RunScores]:
+    """The scores of every finished run of ``spec`` under ``out_dir``."""
+    dirs = {r.name: osp.join(out_dir, r.name) for r in spec.runs}
+    return {name: _scores(d) for name, d in dirs.items() if run_state(d) == 'done'}
+
+
 def _log_tail(path: str, lines: int = 3) -> str:
     try:
         with open(path, encoding='utf-8', errors='replace') as f:
