@@ -1,3 +1,3 @@
-# EATA + STAG: the EATA config plus the STAG hook (defaults: see README, "Choosing the defaults").
+# EATA + STAG: the EATA config plus the STAG hook.
 _base_ = './deeplabv3plus_r50-d8_cs2acdc_eata.py'
-custom_hooks = [dict(type='STAGHook', loss_weight=2.0, grad_space='classifier', tau=1.0)]
+custom_hooks = [dict(type='STAGHook')]  # STAG's defaults (README: Choosing STAG's defaults)

@@ -1,3 +1,3 @@
-# TENT + STAG: the TENT config plus the STAG hook (defaults: see README, "Choosing the defaults").
+# TENT + STAG: the TENT config plus the STAG hook.
 _base_ = './deeplabv3plus_r50-d8_cs2acdc_tent.py'
-custom_hooks = [dict(type='STAGHook', loss_weight=2.0, grad_space='classifier', tau=1.0)]
+custom_hooks = [dict(type='STAGHook')]  # STAG's defaults (README: Choosing STAG's defaults)

@@ -1,3 +1,3 @@
 # SAR + STAG: the SAR config plus the STAG hook (its term joins both SAM passes).
 _base_ = './segformer_mit-b5_cs2acdc_sar.py'
-custom_hooks = [dict(type='STAGHook', loss_weight=2.0, grad_space='classifier', tau=1.0)]
+custom_hooks = [dict(type='STAGHook')]  # STAG's defaults (README: Choosing STAG's defaults)
