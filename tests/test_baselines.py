@@ -59,7 +59,7 @@ def tiny(data, flat_config, tmp_path_factory):
     loader_cfg = runner.cfg.test_dataloader.copy()
     loader_cfg.dataset.condition = 'fog'
     loader = runner.build_dataloader(loader_cfg)
-    return runner.model, list(loader), lambda cfg: loader
+    return runner.model, list(loader), lambda cfg, size=None: loader
 
 
 class LossSpy(TTAPlugin):
@@ -227,7 +227,7 @@ def test_fisher_survives_reset_and_resume_without_recomputation(tiny):
     assert method.fisher is not None and method.running_probs is None
     resumed_method = EATA(e_margin=MARGIN, d_margin=0.5, fisher_dataset={}, fisher_size=1)
     resumed = TTAAdapter(copy.deepcopy(model), resumed_method,
-                         build_loader=lambda cfg: _NoLoader())
+                         build_loader=lambda cfg, size=None: _NoLoader())
     resumed.load_state_dict(saved)
     resumed.step(batches[1], adapt=True)                   # no recomputation
     for a, b in zip(resumed_method.anchor, method.anchor, strict=True):

@@ -179,3 +179,20 @@ def test_anchors_are_constants_and_gradient_flows_only_through_inputs():
             assert feats.grad.abs().sum() > 0
         else:
             assert feats.grad is None      # feature space needs only the logits
+
+
+def test_feature_cosine_with_an_adapted_classifier_uses_the_current_weight():
+    """Anchors from W0 stay; each pixel's gradient g = W^T u uses the current W."""
+    torch.manual_seed(3)
+    w0, b = torch.randn(5, 8, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
+    w = w0 + 0.3 * torch.randn_like(w0)
+    anchors = structural_anchors(w0, b, grad_space='feature')
+    logits = torch.randn(40, 5, dtype=torch.float64)
+    u, _ = entropy_logit_grad(logits, dim=1)
+    g = u @ w                                                   # (P, C) with the current W
+    a = anchors.anchors[logits.argmax(1)]                      # (P, C): W0^T v_y
+    expected = 1 - torch.nn.functional.cosine_similarity(g, a, dim=1)
+    torch.testing.assert_close(stag_loss(logits, anchors.with_weight(w)), expected.mean())
+    torch.testing.assert_close(stag_loss(logits, anchors.with_weight(w), impl='naive'),
+                               expected.mean())
+    assert not torch.allclose(stag_loss(logits, anchors), expected.mean())

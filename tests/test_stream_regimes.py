@@ -1,5 +1,7 @@
 """Stream regimes as config: Dirichlet label shift, seeded subsets and orders, forgetting
 rounds."""
+import os.path as osp
+
 import numpy as np
 import pytest
 from engine_utils import build_runner
@@ -79,3 +81,23 @@ def test_seeds_give_different_streams_and_a_seed_the_same_one(tmp_path, acdc, op
     assert runs['a'][0] != runs['c'][0]
     size = options.get('test_cfg.subset', 6)
     assert [r['num_images'] for r in runs['a'][1]] == [size] * 8
+
+
+def test_source_set_loader_takes_a_seeded_subset_and_needs_no_labels(tmp_path, acdc):
+    import shutil
+
+    from fixture_data import make_cityscapes_tree
+    root = make_cityscapes_tree(str(tmp_path / 'cs'), frames_per_city=4)
+    shutil.rmtree(osp.join(root, 'gtFine'))                     # labels are not needed
+    source_set = dict(type='CityscapesDataset', data_root=root,
+                      data_prefix=dict(img_path='leftImg8bit/val', seg_map_path='gtFine/val'),
+                      pipeline=[dict(type='LoadImageFromFile'), dict(type='PackSegInputs')])
+    picks = {}
+    for seed in range(4):
+        for repeat in range(2):
+            runner = build_runner(str(tmp_path / f'w{seed}{repeat}'), acdc,
+                                  randomness=dict(seed=seed))
+            loader = runner.test_loop.build_loader(source_set, size=3)
+            picks.setdefault(seed, []).append(list(loader.dataset.indices))
+    assert all(a == b and len(a) == 3 for a, b in picks.values())
+    assert len({tuple(a) for a, _ in picks.values()}) > 1

@@ -39,9 +39,9 @@ class TTAAdapter:
         optim_wrapper: mmengine optim-wrapper options (type, clip_grad, ...).
         amp: None, 'bf16' or 'fp16': autocast the forward passes (losses stay float32).
         logger: where set-up lines go.
-        build_loader: builds a data loader from a dataset config (the loop passes one that
-            resolves configs like a stream domain's), for methods that read a source-domain
-            set before the stream (EATA's Fisher information).
+        build_loader: ``build_loader(dataset_cfg, size=None)`` builds a data loader over a
+            source-domain set (the loop's resolves configs like a stream domain's and takes a
+            seeded subset of ``size``), for methods that read one (EATA's Fisher).
     """
 
     def __init__(self,
@@ -53,7 +53,7 @@ class TTAAdapter:
                  optim_wrapper: dict | None = None,
                  amp: str | None = None,
                  logger: logging.Logger | None = None,
-                 build_loader: Callable[[dict], Iterable] | None = None) -> None:
+                 build_loader: Callable[..., Iterable] | None = None) -> None:
         self.model = model
         self.method = method
         self.plugins = list(plugins)
@@ -62,7 +62,6 @@ class TTAAdapter:
         self.classifier_path = classifier
         self.classifier = get_submodule(model, classifier)
         self.device = next(model.parameters()).device
-        self.amp_dtype = AMP_DTYPES[amp] if amp else None
         if self.plugins and not method.updates:
             names = ', '.join(type(p).__name__ for p in self.plugins)
             raise ValueError(f'plug-in(s) {names} add loss terms, but method '
@@ -76,6 +75,8 @@ class TTAAdapter:
                 raise ValueError(f'method {type(method).__name__} found no parameters to adapt')
             self.optim_wrapper = build_tta_optim_wrapper(
                 self.params, optimizer or DEFAULT_OPTIMIZER, optim_wrapper, amp, self.device)
+        wrapper_dtype = getattr(self.optim_wrapper, 'cast_dtype', None)  # AmpOptimWrapper's
+        self.amp_dtype = AMP_DTYPES[amp] if amp else wrapper_dtype
         self.tap = ModuleTap(self.classifier,
                              keep_inputs=any(p.needs_features for p in self.plugins))
         for plugin in self.plugins:
@@ -96,18 +97,22 @@ class TTAAdapter:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def forward(self, batch: dict, grad: bool, model: nn.Module | None = None) -> StepContext:
+    def forward(self, batch: dict, grad: bool, model: nn.Module | None = None,
+                predict: bool = True) -> StepContext:
         """One forward of ``model`` (default: the adapted model) on ``batch``.
 
-        Returns the step context with the predictions (``pred_sem_seg`` at the label's
-        resolution, made from detached logits) and, for a grad-mode forward of the adapted
-        model, the tapped classifier logits (and features). A grad-mode forward in which the
-        classifier is never called is an error naming the path and the plug-ins.
+        Returns the step context with the samples (with ``pred_sem_seg`` at the label's
+        resolution, made from detached logits, if ``predict``: a forward whose prediction is
+        not scored, e.g. SAR's second pass, skips the full-resolution work) and, for a
+        grad-mode forward of the adapted model, the tapped classifier logits (and features).
+        A grad-mode forward in which the classifier is never called is an error naming the
+        path and the plug-ins.
         """
         model = self.model if model is None else model
         self.tap.clear()
         seg_logits, samples = self.infer(model, batch, grad)
-        outputs = self.postprocess(model, seg_logits.detach().float(), samples)
+        outputs = (self.postprocess(model, seg_logits.detach().float(), samples) if predict
+                   else samples)
         ctx = StepContext(batch=batch, outputs=outputs, params=self.params)
         if grad and model is self.model:
             if not self.tap.called:
@@ -174,18 +179,16 @@ class TTAAdapter:
         return bool(finite)
 
     def apply_update(self, ctx: StepContext, finite: bool) -> bool:
-        """The optimizer step on the accumulated gradients if ``finite``; otherwise the step is
-        skipped, leaving model and optimizer as they were. Gradients are cleared either way
-        and the plug-ins' ``after_update`` run. Returns whether the update happened."""
+        """The optimizer step on the gradients if ``finite``; otherwise the step is skipped,
+        leaving model and optimizer as they were. Gradients are cleared either way and the
+        plug-ins' ``after_update`` run. Returns whether the update happened."""
         wrapper = self.optim_wrapper
         ctx.updated = finite
-        if not finite:
-            if getattr(wrapper, 'loss_scaler', None) is not None:
-                wrapper.step()              # the GradScaler skips the step and backs off
-            wrapper.zero_grad()
-        elif wrapper.should_update():
+        if finite:
             wrapper.step()
-            wrapper.zero_grad()
+        elif getattr(wrapper, 'loss_scaler', None) is not None:
+            wrapper.step()                  # the GradScaler skips the step and backs off
+        wrapper.zero_grad()
         for plugin in self.plugins:
             plugin.after_update(ctx)
         return finite

@@ -90,6 +90,16 @@ def check_loop_options(domains: list, require_checkpoint: bool = True, **options
         raise ValueError(f'test_cfg: duplicate domain name(s) {duplicates} (the forgetting set '
                          'needs a name of its own)')
     opt['method'] = dict(opt['method'])
+    if (opt['optim_wrapper'] or {}).get('accumulative_counts', 1) != 1:
+        raise ValueError('test_cfg.optim_wrapper.accumulative_counts: the online protocol '
+                         'updates on every image (predict, then adapt); use a larger batch '
+                         'instead of gradient accumulation')
+    if opt['order'] == 'mixed' and opt['reset'] == 'domain':
+        raise ValueError("test_cfg.reset='domain' with order='mixed': a mixed round has no "
+                         "domain boundaries; use reset='round'")
+    if opt['order'] == 'dirichlet' and opt['shuffle']:
+        raise ValueError("test_cfg.shuffle=True with order='dirichlet': the Dirichlet draw "
+                         'already orders each domain; drop one of the two')
     if require_checkpoint and opt['checkpoint'] is None and not opt['random_init']:
         raise ValueError('no checkpoint: pass CHECKPOINT to tools/test_tta.py (or set '
                          'test_cfg.checkpoint); to run from random initialisation on purpose, '
@@ -168,11 +178,23 @@ def validate_tta_config(cfg: Config, require_checkpoint: bool = True) -> None:
                          'nothing; use a method that adapts (e.g. tent)')
 
 
+def flatten(cfg, prefix: str = '') -> dict[str, str]:
+    """Nested dicts/lists as ``{'a.b.0.c': repr(value)}`` (the fingerprint's form)."""
+    if isinstance(cfg, dict):
+        items = [(f'{prefix}{k}.', v) for k, v in cfg.items()]
+    elif isinstance(cfg, (list, tuple)):
+        items = [(f'{prefix}{i}.', v) for i, v in enumerate(cfg)]
+    else:
+        return {prefix[:-1]: repr(cfg)}
+    out: dict[str, str] = {}
+    for key, value in items:
+        out.update(flatten(value, key))
+    return out
+
+
 def run_fingerprint(cfg: Config, seed: int) -> dict[str, str]:
     """What defines a run's results, flattened: model, stream, method, optimizer, plug-ins,
     evaluator, seed and checkpoint (not how it is watched: progress, out_dir, workers)."""
-    from stag_seg.engine.run_dir import flatten
-
     loop = {k: v for k, v in dict(cfg.test_cfg).items() if k not in RUNTIME_OPTIONS}
     loader = {k: v for k, v in dict(cfg.test_dataloader).items() if k not in LOADER_RUNTIME}
     plugins = [hook for _, hook, _ in _plugin_hook_cfgs(cfg)]

@@ -16,6 +16,7 @@ from stag_seg.compat.checkpoint import load_segmentor_checkpoint
 from stag_seg.engine.adapter import TTAAdapter
 from stag_seg.engine.config import check_loop_options, run_fingerprint
 from stag_seg.engine.progress import StageProgress
+from stag_seg.engine.rng_state import get_rng_state, set_rng_state
 from stag_seg.engine.run_dir import RunDir
 from stag_seg.engine.scorer import DomainScorer, build_iou_metric
 from stag_seg.engine.stream import DOMAIN_KEY, MixedDataset, Stage, build_domain, plan_stages
@@ -58,34 +59,51 @@ class ContinualTTALoop(BaseLoop):
         else:
             logger.warning('Running from RANDOM INITIALISATION (no checkpoint, --random-init)')
         self._build_stream()
+        run_dir = RunDir(self.runner.work_dir, logger)
+        self.fingerprint = run_fingerprint(self.runner.cfg, self.runner.seed)
+        saved = (run_dir.load_resume_state(self.fingerprint, len(self.stages))
+                 if opt['resume'] else None)
+        if saved is not None and saved['next_stage'] == len(self.stages):
+            logger.warning(f'{self.runner.work_dir}: the run is already complete; nothing to do')
+            return run_summary(load_records(self.runner.work_dir))
         plugins = [h for h in self.runner.hooks if isinstance(h, TTAPlugin)]
         self.adapter = TTAAdapter(
             self.model, TTA_METHODS.build(opt['method']), opt['classifier'], plugins,
             opt['optimizer'], opt['optim_wrapper'], opt['amp'], logger, self.build_loader)
         self.name = opt['method_name'] or '+'.join([opt['method']['type'],
                                                     *[p.name for p in plugins]])
-        initial = self.adapter.snapshot() if opt['reset'] != 'never' else None  # the source
-        run_dir = RunDir(self.runner.work_dir, logger)
-        start = self._begin(run_dir)
-        if start == len(self.stages):
-            logger.warning(f'{self.runner.work_dir}: the run is already complete; nothing to do')
-            return run_summary(load_records(self.runner.work_dir))
+        try:
+            return self._stream(run_dir, saved)
+        finally:
+            self.adapter.close()
+
+    def _stream(self, run_dir: RunDir, saved: dict | None) -> dict:
+        """The stages from the start or from a saved state; the summary metrics."""
+        initial = self.adapter.snapshot() if self.opt['reset'] != 'never' else None
+        start = 0
+        if saved is not None:
+            self.adapter.load_state_dict(saved['adapter'])
+            set_rng_state(saved['rng'])
+            run_dir.keep_records(saved['num_records'])
+            start = saved['next_stage']
+            self.runner.logger.info(f'Resuming at stage {start + 1}/{len(self.stages)}')
+        else:
+            run_dir.archive_previous()
         run_dir.start(self._run_info(start))
         self.runner.call_hook('before_test')
         self.runner.call_hook('before_test_epoch')
         for index in range(start, len(self.stages)):
             stage = self.stages[index]
             first_of_round = index == 0 or self.stages[index - 1].round != stage.round
-            if initial is not None and stage.adapt and (opt['reset'] == 'domain'
+            if initial is not None and stage.adapt and (self.opt['reset'] == 'domain'
                                                         or first_of_round):
                 self.adapter.load_state_dict(initial)
             records = self._run_stage(stage)
-            state = self._state() if opt['save_state'] else None
+            state = self._state() if self.opt['save_state'] else None
             run_dir.stage_done(records, state, index + 1)
         metrics = run_summary(load_records(self.runner.work_dir))
         self.runner.call_hook('after_test_epoch', metrics=metrics)
         self.runner.call_hook('after_test')
-        self.adapter.close()
         return metrics
 
     def _build_stream(self) -> None:
@@ -125,11 +143,15 @@ class ContinualTTALoop(BaseLoop):
             return dict(type='SeededOrderSampler', seed=self.runner.seed, stream=index)
         return None
 
-    def build_loader(self, dataset_cfg: dict):
-        """A loader over a dataset config resolved like a stream domain's (merged onto the
-        stream's dataset template unless it has a ``type`` of its own)."""
+    def build_loader(self, dataset_cfg: dict, size: int | None = None):
+        """A loader over a source-domain set (e.g. EATA's Fisher set): a dataset config
+        resolved like a stream domain's, labels not required, and, if ``size``, a seeded
+        subset of ``size`` images (``randomness.seed``)."""
         domain = build_domain(dict(name='source set', dataset=dataset_cfg),
-                              self.dataloader_cfg.get('dataset'), adapt=False)
+                              self.dataloader_cfg.get('dataset'), adapt=False,
+                              check_labels=False)
+        if size is not None and size < len(domain.dataset):
+            domain.dataset.take_subset(size, np.random.default_rng([self.runner.seed, 1 << 21]))
         return self._loader(domain.dataset)
 
     def _loader(self, dataset, sampler: dict | None = None):
@@ -138,23 +160,6 @@ class ContinualTTALoop(BaseLoop):
         if sampler is not None:
             cfg['sampler'] = sampler
         return self.runner.build_dataloader(cfg, seed=self.runner.seed)
-
-    def _begin(self, run_dir: RunDir) -> int:
-        """Restores a resumed run (returns its next stage) or starts a fresh one (0)."""
-        fingerprint = run_fingerprint(self.runner.cfg, self.runner.seed)
-        saved = (run_dir.load_resume_state(fingerprint, len(self.stages))
-                 if self.opt['resume'] else None)
-        start = 0
-        if saved is not None:
-            self.adapter.load_state_dict(saved['adapter'])
-            torch.set_rng_state(saved['rng']['torch'])
-            run_dir.keep_records(saved['num_records'])
-            start = saved['next_stage']
-            self.runner.logger.info(f'Resuming at stage {start + 1}/{len(self.stages)}')
-        else:
-            run_dir.archive_previous()
-        self.fingerprint = fingerprint
-        return start
 
     def _run_info(self, start: int) -> dict:
         """run.json: what ran, from which weights, and how far it got."""
@@ -166,7 +171,7 @@ class ContinualTTALoop(BaseLoop):
                          'mmengine': mmengine.__version__, 'numpy': np.__version__}}
 
     def _state(self) -> dict:
-        return {'adapter': self.adapter.state_dict(), 'rng': {'torch': torch.get_rng_state()},
+        return {'adapter': self.adapter.state_dict(), 'rng': get_rng_state(),
                 'fingerprint': self.fingerprint, 'num_stages': len(self.stages)}
 
     def _run_stage(self, stage: Stage) -> list[dict]:
@@ -188,6 +193,11 @@ class ContinualTTALoop(BaseLoop):
                 names = [sample.metainfo[DOMAIN_KEY] for sample in result.outputs]
                 for sample, name in zip(result.outputs, names, strict=True):
                     scorers[name].add(sample, stage.round, result.attempted, result.updated)
+                if result.stats and len(set(names)) > 1:
+                    raise RuntimeError(
+                        f'{self.name}: a batch of several domains ({sorted(set(names))}) '
+                        'reports per-batch counters that cannot be split between them; use '
+                        "batch_size=1 (the protocol) or order='sequential'")
                 scorers[names[0]].add_stats(result.stats)
                 bar.advance(len(names), scorers[names[-1]].metric.running_miou)
                 self.runner.call_hook('after_test_iter', batch_idx=idx, data_batch=batch,

@@ -28,5 +28,8 @@ def build_tta_optim_wrapper(params: list[nn.Parameter], optimizer: dict,
         elif amp == 'fp16':
             raise ValueError("test_cfg.amp='fp16' needs a CUDA device (float16 autocast needs "
                              "a GradScaler, which mmengine offers on GPU only); use amp='bf16'")
+    if cfg['type'] == 'AmpOptimWrapper' and device.type != 'cuda':
+        raise ValueError("test_cfg.optim_wrapper.type='AmpOptimWrapper' runs on CUDA only "
+                         "(mmengine's rule); on CPU use test_cfg.amp='bf16'")
     cfg['optimizer'] = OPTIMIZERS.build({**optimizer, 'params': params})
     return OPTIM_WRAPPERS.build(cfg)

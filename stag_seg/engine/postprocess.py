@@ -28,12 +28,11 @@ def argmax_classes(logits: Tensor) -> Tensor:
     return index.long()
 
 
-def predict_labels(seg_logits: Tensor, samples: list, align_corners: bool) -> list:
-    """Sets each sample's ``pred_sem_seg`` (1, H, W) at its ``ori_shape``.
-
-    The steps of mmseg's ``BaseSegmentor.postprocess_result`` for multi-class logits: crop
-    the padding, undo a flip, resize bilinearly (mmseg's ``resize``) to the original shape,
-    take the argmax (:func:`argmax_classes`); the full-resolution logits are not kept.
+def full_resolution_logits(seg_logits: Tensor, samples: list,
+                           align_corners: bool) -> list[Tensor]:
+    """Per sample, its (K, H, W) logits at ``ori_shape``: the padding cropped, a flip undone,
+    resized bilinearly with mmseg's ``resize`` (the steps of mmseg's
+    ``BaseSegmentor.postprocess_result``, without its argmax).
 
     Args:
         seg_logits: (N, K, h, w) logits at the input's (padded) size, detached.
@@ -41,6 +40,7 @@ def predict_labels(seg_logits: Tensor, samples: list, align_corners: bool) -> li
         align_corners: the segmentor's ``align_corners``.
     """
     _, _, height, width = seg_logits.shape
+    out = []
     for i, sample in enumerate(samples):
         meta = sample.metainfo
         left, right, top, bottom = meta.get('img_padding_size',
@@ -51,7 +51,21 @@ def predict_labels(seg_logits: Tensor, samples: list, align_corners: bool) -> li
             if direction not in ('horizontal', 'vertical'):
                 raise ValueError(f'{meta.get("img_path")}: unknown flip_direction {direction!r}')
             logits = logits.flip(dims=(3,) if direction == 'horizontal' else (2,))
-        logits = resize(logits, size=meta['ori_shape'], mode='bilinear',
-                        align_corners=align_corners, warning=False)[0]
+        out.append(resize(logits, size=meta['ori_shape'], mode='bilinear',
+                          align_corners=align_corners, warning=False)[0])
+    return out
+
+
+def predict_labels(seg_logits: Tensor, samples: list, align_corners: bool) -> list:
+    """Sets each sample's ``pred_sem_seg`` (1, H, W) at its ``ori_shape``: the argmax
+    (:func:`argmax_classes`) of :func:`full_resolution_logits`, which are not kept.
+
+    Args:
+        seg_logits: (N, K, h, w) multi-class logits at the input's (padded) size, detached.
+        samples: N ``SegDataSample`` with their metainfo.
+        align_corners: the segmentor's ``align_corners``.
+    """
+    for sample, logits in zip(samples, full_resolution_logits(seg_logits, samples,
+                                                              align_corners), strict=True):
         sample.set_data({'pred_sem_seg': PixelData(data=argmax_classes(logits)[None])})
     return samples

@@ -22,7 +22,7 @@ from stag_seg.reports import (
     atomic_write,
     drop_torn_tail,
     load_records,
-    truncate_records,
+    rewrite_records,
 )
 from stag_seg.reports import write_reports as write_report_files
 
@@ -30,20 +30,6 @@ STATE_FILE = 'tta_state.pth'
 RUN_FILE = 'run.json'
 #: files of an earlier run that a fresh start moves to previous/<time>/
 RUN_FILES = (RESULTS_FILE, 'results.csv', 'results.md', 'miou.png', STATE_FILE, RUN_FILE)
-
-
-def flatten(cfg, prefix: str = '') -> dict[str, str]:
-    """Nested dicts/lists as ``{'a.b.0.c': repr(value)}`` (the config fingerprint's form)."""
-    if isinstance(cfg, dict):
-        items = [(f'{prefix}{k}.', v) for k, v in cfg.items()]
-    elif isinstance(cfg, (list, tuple)):
-        items = [(f'{prefix}{i}.', v) for i, v in enumerate(cfg)]
-    else:
-        return {prefix[:-1]: repr(cfg)}
-    out: dict[str, str] = {}
-    for key, value in items:
-        out.update(flatten(value, key))
-    return out
 
 
 def fingerprint_diff(saved: dict[str, str], current: dict[str, str]) -> list[str]:
@@ -127,8 +113,7 @@ class RunDir:
         if len(records) > num_records:
             self.logger.warning(f'--resume: dropping {len(records) - num_records} record(s) '
                                 'written after the last saved state; that stage is redone')
-            seen = iter(range(num_records))
-            truncate_records(self.work_dir, lambda record: next(seen, None) is not None)
+            rewrite_records(self.work_dir, records[:num_records])
         self.num_records = num_records
 
     def start(self, info: dict) -> None:
@@ -143,10 +128,9 @@ class RunDir:
         self.num_records += len(records)
         write_report_files(self.work_dir)
         if state is not None:
-            tmp = f'{self.state_path}.tmp'
-            torch.save({**state, 'next_stage': next_stage, 'num_records': self.num_records},
-                       tmp)
-            os.replace(tmp, self.state_path)
+            with atomic_write(self.state_path, 'wb') as f:
+                torch.save({**state, 'next_stage': next_stage,
+                            'num_records': self.num_records}, f)
         self.info.update(stages_done=next_stage,
                          status='complete' if next_stage == self.info['num_stages']
                          else 'running')

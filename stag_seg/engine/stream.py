@@ -91,10 +91,12 @@ def merge_dataset_cfg(template: dict | None, override: dict) -> dict:
     return merged
 
 
-def build_domain(cfg: dict, template: dict | None, adapt: bool = True) -> Domain:
+def build_domain(cfg: dict, template: dict | None, adapt: bool = True,
+                 check_labels: bool = True) -> Domain:
     """Builds one domain from ``dict(name=..., dataset=dict(...))``.
 
-    An empty domain or an image without its label is an error naming the domain.
+    An empty domain, or (if ``check_labels``) an image without its label file, is an error
+    naming the domain.
     """
     if 'name' not in cfg:
         raise ValueError(f'a stream domain needs a name: {cfg}')
@@ -108,7 +110,8 @@ def build_domain(cfg: dict, template: dict | None, adapt: bool = True) -> Domain
         dataset.full_init()
     if len(dataset) == 0:
         raise ValueError(f"domain {cfg['name']!r} is empty (after the dataset's filters)")
-    check_label_files(dataset, cfg['name'])
+    if check_labels:
+        check_label_files(dataset, cfg['name'])
     return Domain(cfg['name'], DomainDataset(cfg['name'], dataset), adapt)
 
 

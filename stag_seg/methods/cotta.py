@@ -11,8 +11,7 @@ import torch.nn.functional as F
 from mmengine.structures import PixelData
 from torch import Tensor, nn
 
-from stag_seg.engine.postprocess import argmax_classes
-from stag_seg.engine.tap import ModuleTap
+from stag_seg.engine.postprocess import argmax_classes, full_resolution_logits
 from stag_seg.methods.base import StepResult, TTAMethod
 from stag_seg.methods.head_grid import IGNORE_INDEX, labels_on_head_grid
 from stag_seg.methods.tta_views import split_views
@@ -29,17 +28,8 @@ RESTORED_SUFFIXES = ('weight', 'bias')
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:
-    """A deep copy of ``model`` in eval mode with no gradients and without the classifier
-    taps (the adapter's hook stays on the adapted model alone)."""
-    clone = copy.deepcopy(model)
-    clone.eval()
-    clone.requires_grad_(False)
-    for module in clone.modules():        # deepcopy copied the adapter's tap hook too
-        taps = [key for key, hook in module._forward_hooks.items()
-                if isinstance(getattr(hook, '__self__', None), ModuleTap)]
-        for key in taps:
-            del module._forward_hooks[key]
-    return clone
+    """A deep copy of ``model`` in eval mode with no gradients."""
+    return copy.deepcopy(model).eval().requires_grad_(False)
 
 
 @torch.no_grad()
@@ -85,8 +75,9 @@ class CoTTA(TTAMethod):
     plus one label). A batch without views is one view (the ensemble is the base view).
 
     Pseudo-label and scored prediction (one and the same, at the label's full resolution, as
-    CoTTA scores it). The teacher predicts every view; mmseg's ``postprocess_result`` brings
-    each view's logits to the original resolution (un-pad, un-flip, bilinear resize), and
+    CoTTA scores it). The teacher predicts every view; mmseg's post-processing steps
+    (``stag_seg.engine.postprocess.full_resolution_logits``: un-pad, un-flip, bilinear
+    resize) bring each view's logits to the original resolution, and
     the softmax probabilities are averaged there as ``SegTTAModel.merge_preds`` averages them
     (summed in view order, divided by the number of views), but as a running sum, so that one
     view's full-resolution probabilities live at a time (not all 14:
@@ -139,8 +130,12 @@ class CoTTA(TTAMethod):
         self._warned_no_views = False
 
     def configure_model(self, model: nn.Module) -> None:
+        """Eval mode, every parameter trainable; the anchor and the teacher are copied here,
+        from the source weights, before the adapter hooks the classifier."""
         model.eval()
         model.requires_grad_(True)
+        self.anchor = frozen_copy(model)
+        self.teacher = frozen_copy(model)
 
     def collect_params(self, model: nn.Module) -> list[nn.Parameter]:
         return list(model.parameters())
@@ -151,8 +146,6 @@ class CoTTA(TTAMethod):
             raise ValueError('cotta averages softmax probabilities over views; it needs a '
                              f'multi-class head, got out_channels={model.out_channels}')
         self.logger = adapter.logger
-        self.anchor = frozen_copy(model)
-        self.teacher = frozen_copy(model)
         source = dict(self.anchor.named_parameters())
         self.restored = [(p, source[name]) for name, p in model.named_parameters()
                          if name.rsplit('.', 1)[-1].endswith(RESTORED_SUFFIXES)
@@ -180,7 +173,7 @@ class CoTTA(TTAMethod):
                  'pixels': sum(c.numel() for c in confidence)}
         if not adapt:
             return StepResult(outputs, stats=stats)
-        ctx = adapter.forward(views[base], grad=True)
+        ctx = adapter.forward(views[base], grad=True, predict=False)
         ctx.losses = {'loss_cotta': self._student_loss(ctx.logits, labels, ctx.outputs)}
         adapter.add_plugin_losses(ctx)
         updated = adapter.update(ctx)
@@ -188,16 +181,18 @@ class CoTTA(TTAMethod):
             self.after_update(adapter)
         return StepResult(outputs, attempted=True, updated=updated, stats=stats)
 
-    def _full_resolution(self, adapter: TTAAdapter, model: nn.Module, view: dict) -> list:
-        """``model``'s samples for ``view`` with ``seg_logits`` (K, H, W) and
-        ``pred_sem_seg`` (1, H, W) at the original resolution (mmseg's post-processing)."""
+    @staticmethod
+    def _full_resolution(adapter: TTAAdapter, model: nn.Module,
+                         view: dict) -> tuple[list[Tensor], list]:
+        """``model``'s (K, H, W) logits for ``view`` at the original resolution (mmseg's
+        post-processing steps, no argmax), and the view's samples."""
         seg_logits, samples = adapter.infer(model, view, grad=False)
-        return model.postprocess_result(seg_logits.float(), samples)
+        return full_resolution_logits(seg_logits.float(), samples, model.align_corners), samples
 
     def _anchor_confidence(self, adapter: TTAAdapter, view: dict) -> list[Tensor]:
         """(H, W) max softmax probability of the anchor on the base view, per image."""
-        return [s.seg_logits.data.softmax(0).amax(0)
-                for s in self._full_resolution(adapter, self.anchor, view)]
+        logits, _ = self._full_resolution(adapter, self.anchor, view)
+        return [x.softmax(0).amax(0) for x in logits]
 
     def _teacher_predictions(self, adapter: TTAAdapter, views: list[dict],
                              base: int) -> tuple[list[Tensor], list[Tensor], list]:
@@ -205,18 +200,14 @@ class CoTTA(TTAMethod):
         over all views, and the base view's samples (to carry the scored prediction)."""
         total = None
         for index, view in enumerate(views):
-            samples = self._full_resolution(adapter, self.teacher, view)
-            probs = [s.seg_logits.data.softmax(0) for s in samples]
+            logits, samples = self._full_resolution(adapter, self.teacher, view)
+            probs = [x.softmax(0) for x in logits]
             total = probs if total is None else [t.add_(p) for t, p in zip(total, probs,
                                                                             strict=True)]
             if index == base:
-                plain = [s.pred_sem_seg.data[0] for s in samples]
+                plain = [argmax_classes(x) for x in logits]
                 outputs = samples
-            for sample in samples:
-                del sample.seg_logits
         ensemble = [argmax_classes(t.div_(len(views))) for t in total]
-        for sample in outputs:
-            del sample.pred_sem_seg
         return plain, ensemble, outputs
 
     @staticmethod
@@ -239,12 +230,12 @@ class CoTTA(TTAMethod):
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict:
-        return {'teacher': self.teacher.state_dict(), 'anchor': self.anchor.state_dict(),
-                'generator': self.generator.get_state()}
+        """Teacher and restore RNG (the anchor is the source model, rebuilt from the
+        checkpoint in ``configure_model``)."""
+        return {'teacher': self.teacher.state_dict(), 'generator': self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         if not state:
             return
         self.teacher.load_state_dict(state['teacher'])
-        self.anchor.load_state_dict(state['anchor'])
         self.generator.set_state(state['generator'].cpu())

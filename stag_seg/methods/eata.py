@@ -163,11 +163,11 @@ class EATA(Tent):
         if adapter.build_loader is None:
             raise ValueError('EATA: fisher_alpha > 0 needs the adapter\'s build_loader to read '
                              'fisher_dataset')
-        self._fisher_loader = adapter.build_loader(dict(self.fisher_dataset))
-        size = len(self._fisher_loader.dataset)
-        use = size if self.fisher_size is None else min(size, self.fisher_size)
-        adapter.logger.info(f'EATA: the Fisher information comes from {use} of {size} source '
-                            'images, before the first update (unless resumed)')
+        self._fisher_loader = adapter.build_loader(dict(self.fisher_dataset),
+                                                   self.fisher_size)
+        adapter.logger.info(f'EATA: the Fisher information comes from a seeded subset of '
+                            f'{len(self._fisher_loader.dataset)} source images, computed '
+                            'before the first update (unless resumed)')
 
     def _ensure_fisher(self, adapter: TTAAdapter) -> None:
         """Computes the Fisher information once, from the (still source) model."""

@@ -35,7 +35,7 @@ def fisher_information(adapter: TTAAdapter, loader: Iterable[dict],
     for batch in loader:
         if max_images is not None and images >= max_images:
             break
-        ctx = adapter.forward(batch, grad=True)
+        ctx = adapter.forward(batch, grad=True, predict=False)
         logits = ctx.logits.float()
         loss = F.cross_entropy(logits, logits.detach().argmax(1))
         grads = torch.autograd.grad(loss, params, allow_unused=True)

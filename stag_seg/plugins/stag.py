@@ -23,10 +23,11 @@ STAG_DEFAULTS = dict(loss_weight=2.0, grad_space='classifier', tau=1.0, conf_thr
 class STAGHook(TTAPlugin):
     """Structural Test-time Alignment of Gradients (docs/method.md), as a plug-in.
 
-    Before the stream: derives the structural anchors from the classifier's weights and logs
-    their diagnostics. At every adaptation step: adds ``loss_weight * L_STAG`` over the
-    classifier's output pixels (the decode head's resolution) to the base loss, in the same
-    forward and backward.
+    Before the stream: derives the structural anchors from the classifier's (source) weights
+    and logs their diagnostics; they stay constant (if the classifier itself adapts, the
+    feature-space term uses its current weight for the pixels' gradients). At every
+    adaptation step: adds ``loss_weight * L_STAG`` over the classifier's output pixels (the
+    decode head's resolution) to the base loss, in the same forward and backward.
 
     Args:
         loss_weight: lambda in L = L_base + lambda * L_STAG (>= 0).
@@ -54,6 +55,9 @@ class STAGHook(TTAPlugin):
         check_number(owner, 'conf_thresh', conf_thresh, low=0, high=1, allow_none=True)
         check_choice(owner, 'impl', impl, IMPLS)
         check_choice(owner, 'feature_grad', feature_grad, (True, False))
+        if impl == 'naive' and grad_space != 'feature':
+            raise ValueError(f"{owner}: impl='naive' is the feature-space reference form; "
+                             "with grad_space='classifier' use impl='kspace'")
         self.grad_space = grad_space
         self.tau = float(tau)
         self.conf_thresh = conf_thresh
@@ -63,6 +67,7 @@ class STAGHook(TTAPlugin):
         self.anchors: StructuralAnchors | None = None
 
     def setup(self, classifier: nn.Module, path: str, logger: logging.Logger) -> None:
+        self.classifier = classifier
         self.anchors = structural_anchors(classifier.weight, classifier.bias, self.tau,
                                           self.grad_space)
         d = self.anchors.diagnostics
@@ -74,7 +79,10 @@ class STAGHook(TTAPlugin):
             f'{d["structural_acc"]:.4f}; loss_weight={self.loss_weight:g}')
 
     def losses(self, ctx: StepContext) -> dict[str, Tensor]:
-        term = stag_loss(ctx.logits, self.anchors, feats=ctx.features,
+        anchors = self.anchors
+        if self.classifier.weight.requires_grad:        # the classifier adapts (e.g. CoTTA)
+            anchors = anchors.with_weight(self.classifier.weight)
+        term = stag_loss(ctx.logits, anchors, feats=ctx.features,
                          conf_thresh=self.conf_thresh, impl=self.impl,
                          feature_grad=self.feature_grad)
         return {'loss_stag': self.loss_weight * term}

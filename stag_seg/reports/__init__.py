@@ -10,6 +10,7 @@ from stag_seg.reports.records import (
     load_records,
     load_runs,
     normalize_record,
+    rewrite_records,
     truncate_records,
 )
 from stag_seg.reports.summary import write_reports
@@ -29,6 +30,6 @@ __all__ = [
     'NA', 'RESULTS_FILE', 'append_record', 'atomic_write', 'comparison_table', 'drop_torn_tail',
     'format_comparison', 'format_table', 'group_by_method', 'incomplete_last_rounds',
     'is_adapted', 'load_records', 'load_runs', 'normalize_record', 'plot_miou',
-    'results_table', 'run_summary', 'truncate_records', 'write_csv', 'write_markdown',
-    'write_reports'
+    'results_table', 'rewrite_records', 'run_summary', 'truncate_records', 'write_csv',
+    'write_markdown', 'write_reports'
 ]

@@ -223,6 +223,11 @@ def drop_torn_tail(work_dir: str) -> dict | None:
     return dropped
 
 
+def rewrite_records(work_dir: str, records: Sequence[dict]) -> None:
+    """Atomically replace ``results.jsonl`` by ``records`` (keeping the file's mode)."""
+    _rewrite(osp.join(work_dir, RESULTS_FILE), [normalize_record(r) for r in records])
+
+
 def truncate_records(work_dir: str, keep: Callable[[dict], bool],
                      torn_tail: str = 'raise') -> None:
     """Atomically rewrite ``results.jsonl`` keeping only records where ``keep`` is true.

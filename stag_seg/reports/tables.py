@@ -6,6 +6,7 @@ csv), left out of every mean, with a note under the table; a missing record is "
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Sequence
 from typing import Union
 
@@ -34,12 +35,13 @@ NA_NOTE = ('n/a: no labelled pixel (every label is the ignore index), so the mIo
            'undefined; excluded from means.')
 
 
-def _mean(values: Sequence[Cell]) -> Cell:
-    """Mean of the numbers in ``values`` (2 decimals); NA if there are only NA cells, None if
-    there is nothing."""
+def _mean(values: Sequence[Cell], ndigits: int | None = 2) -> Cell:
+    """Mean of the numbers in ``values`` (rounded to ``ndigits``; None: not rounded); NA if
+    there are only NA cells, None if there is nothing."""
     vals = [v for v in values if isinstance(v, (int, float))]
     if vals:
-        return round(sum(vals) / len(vals), 2)
+        mean = math.fsum(vals) / len(vals)
+        return mean if ndigits is None else round(mean, ndigits)
     return NA if any(v == NA for v in values) else None
 
 
@@ -59,15 +61,27 @@ def _index(records: Sequence[dict]):
     return adapted, frozen, rounds, cells
 
 
-def _overall_and_last(cells: dict) -> tuple[Cell, Cell, int | None]:
+def _overall_and_last(cells: dict, ndigits: int | None = 2) -> tuple[Cell, Cell, int | None]:
     """Mean of all adapted cells, mean of the last adapted round's cells, and that round."""
-    overall = _mean([v for (_, _, flag), v in cells.items() if flag])
+    overall = _mean([v for (_, _, flag), v in cells.items() if flag], ndigits)
     adapted_rounds = [rnd for (rnd, _, flag) in cells if flag]
     if not adapted_rounds:
         return overall, None, None
     last_round = max(adapted_rounds)
-    last = _mean([v for (rnd, _, flag), v in cells.items() if flag and rnd == last_round])
+    last = _mean([v for (rnd, _, flag), v in cells.items() if flag and rnd == last_round],
+                 ndigits)
     return overall, last, last_round
+
+
+def stream_scores(records: Sequence[dict]) -> tuple[float | None, float | None, float | None]:
+    """A run's three scores, not rounded (None where undefined or absent): the mean of all
+    adapted cells, the mean of the last adapted round's cells, and the mean of that round's
+    no-update (forgetting) cells. A later duplicate record wins; null cells are left out."""
+    cells = _index(records)[3]
+    overall, last, last_round = _overall_and_last(cells, ndigits=None)
+    forgetting = _mean([v for (rnd, _, flag), v in cells.items()
+                        if not flag and rnd == last_round], ndigits=None)
+    return tuple(None if v == NA else v for v in (overall, last, forgetting))
 
 
 def _single_method(records: Sequence[dict]) -> None:

@@ -1,5 +1,5 @@
 """Phase 1 of STAG: class-wise structural anchors from the classifier's own weights."""
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
@@ -46,12 +46,15 @@ class StructuralAnchors:
     def num_classes(self) -> int:
         return self.weight.shape[0]
 
-    def to(self, device: torch.device) -> 'StructuralAnchors':
-        """Moves every tensor to ``device`` (in place) and returns self."""
-        for name, value in vars(self).items():
-            if isinstance(value, Tensor):
-                setattr(self, name, value.to(device))
-        return self
+    def with_weight(self, weight: Tensor) -> 'StructuralAnchors':
+        """The same (constant) anchors against the classifier's current weight W (K, C), for a
+        classifier that adapts: the feature-space gradient g_i = W^T u_i then needs the
+        current Gram W W^T and the projections W a_k / |a_k| (the ``weight`` the naive form
+        uses, too). The classifier-space quantities are the anchors' own and stay."""
+        w = weight.detach().flatten(1).to(self.anchor_dir.dtype)
+        return replace(self, weight=w, gram=w @ w.T,
+                       anchor_proj=self.anchor_dir @ w.T if self.grad_space == 'feature'
+                       else self.anchor_proj)
 
 
 def _unit_rows(x: Tensor, eps: float = 1e-300) -> Tensor:

@@ -2,11 +2,10 @@
 and paired differences to the baseline (same seed, same regime)."""
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from stag_seg.reports.records import is_adapted
+from stag_seg.reports.tables import stream_scores
 from stag_seg.sweep.spec import Run, methods_and_regimes
 from stag_seg.sweep.stats import Interval, Stat, mean_std, t_interval
 
@@ -46,24 +45,9 @@ class PairedSummary:
     diffs: dict[str, Interval]
 
 
-def _mean(values: Sequence[float | None]) -> float | None:
-    vals = [v for v in values if v is not None]
-    return math.fsum(vals) / len(vals) if vals else None
-
-
 def run_scores(records: Sequence[dict]) -> RunScores:
-    """Scores of one run's records; a later duplicate (round, domain, adapted) record wins."""
-    cells: dict[tuple[int, str, bool], float | None] = {}
-    for r in records:
-        cells[(r['round'], r['domain'], is_adapted(r))] = r['mIoU']
-    adapted = {k: v for k, v in cells.items() if k[2]}
-    if not adapted:
-        return RunScores(None, None, None)
-    last = max(rnd for rnd, _, _ in adapted)
-    return RunScores(
-        mean_miou=_mean(list(adapted.values())),
-        last_round=_mean([v for (rnd, _, _), v in adapted.items() if rnd == last]),
-        forgetting=_mean([v for (rnd, _, flag), v in cells.items() if rnd == last and not flag]))
+    """Scores of one run's records, as its tables compute them (not rounded)."""
+    return RunScores(*stream_scores(records))
 
 
 def summarize(runs: Sequence[Run], scores: Mapping[str, RunScores]) -> list[CellSummary]:
