@@ -1,4 +1,4 @@
-"""The demo's run and ablation on a tiny generated stream with a random-init source model."""
+"""The demo's run on a tiny generated stream with a random-init source model."""
 import glob
 import os
 import os.path as osp
@@ -12,8 +12,7 @@ from mmengine.runner import save_checkpoint
 from mmseg.registry import MODELS
 
 from stag_seg.datasets.acdc import ACDC_CONDITIONS
-from stag_seg.demo import DEMO_MODEL_CONFIG, run_ablation, run_demo
-from stag_seg.demo.ablation import setting_name
+from stag_seg.demo import DEMO_MODEL_CONFIG, run_demo, run_method
 from stag_seg.demo.launch import predictions_dir
 from stag_seg.demo.synth import cache, ensure_demo_data
 from stag_seg.demo.synth.naming import acdc_stem
@@ -87,21 +86,8 @@ def test_fewer_images_reuse_the_cache(data, tmp_path, checkpoint, monkeypatch):
     assert {f: (os.stat(f).st_ino, os.stat(f).st_mtime_ns) for f in stat} == stat
     assert cv2.imread(osp.join(work, 'qualitative.png')).shape[0] == 4 * (128 + 22)
     with pytest.raises(ValueError, match='holds 3 images per condition'):
-        run_ablation([], data, str(tmp_path / 'ablation'), checkpoint, rounds=1,
-                     images_per_condition=4)
-
-
-def test_ablation_runs_each_setting_against_tent(data, tmp_path, checkpoint):
-    ensure_demo_data(data, 2, **TINY_DATA)
-    grid = [dict(loss_weight=2.0, grad_space='classifier', tau=0.5)]
-    runs, table = run_ablation(grid, data, str(tmp_path / 'ablation'), checkpoint, rounds=1,
-                               images_per_condition=2)
-    name = setting_name(grid[0])
-    assert list(runs) == ['tent', name]
-    assert all(r['method'] == name for r in runs[name])
-    assert [r['num_images'] for r in runs[name]] == [2, 2, 2, 2, 2]
-    assert name in table and 'tent' in table
-    assert runs[name] != runs['tent']
+        run_method('tent', data, str(tmp_path / 'more'), checkpoint, rounds=1,
+                   images_per_condition=4)
 
 
 def test_every_demo_method_runs_and_plugin_options_reach_only_stag_methods(data, tmp_path,

@@ -26,3 +26,34 @@ def test_ties_within_005_are_ranked_by_mean_gain():
     assert choose_default(settings).method == 'x'
     table = gains_table(settings, choose_default(settings))
     assert table.splitlines()[2].startswith('| y |') and '| **x** |' in table
+
+
+def test_defaults_report_reads_a_finished_sweep_and_applies_the_rule(tmp_path):
+    import json
+    import os.path as osp
+
+    from stag_seg.demo.study import defaults_report
+    from stag_seg.sweep import load_spec
+    from stag_seg.sweep.worker import DONE_FILE
+
+    repo = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    config = osp.join(repo, 'configs', 'demo', 'segformer_mini_demo-acdc_tent-stag.py')
+    spec = tmp_path / 'spec.py'
+    spec.write_text(
+        f"methods = {{m: dict(config={config!r}) for m in ('tent', 'stag-a', 'stag-b')}}\n"
+        "baseline = 'tent'\nregimes = dict(r1=dict(), r2=dict())\nseeds = [0, 1]\n")
+    # overall mean mIoU per (method, regime), the same on both seeds: a wins r1 by far but
+    # loses r2; b gains a little in both, so b has the better worst case
+    miou = {('tent', 'r1'): 20.0, ('tent', 'r2'): 20.0, ('stag-a', 'r1'): 22.0,
+            ('stag-a', 'r2'): 19.5, ('stag-b', 'r1'): 20.3, ('stag-b', 'r2'): 20.1}
+    for run in load_spec(str(spec)).runs:
+        work = tmp_path / 'out' / run.name
+        work.mkdir(parents=True)
+        (work / DONE_FILE).write_text('{}')
+        value = miou[(run.method, run.regime)]
+        records = [dict(method=run.method, round=1, domain=d, num_images=1, mIoU=value,
+                        mAcc=0.0, aAcc=0.0, IoU={}, skipped_updates=0) for d in ('fog', 'rain')]
+        (work / 'results.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in records))
+    text = defaults_report(str(spec), str(tmp_path / 'out'))
+    assert 'Chosen by the rule: **stag-b** (worst case +0.10, mean +0.20)' in text
+    assert (tmp_path / 'out' / 'defaults.md').read_text() == text

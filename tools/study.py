@@ -8,7 +8,6 @@ with the best worst-case gain (settings within 0.05 mIoU of it: the best mean ga
 table and the choice, and writes them to OUT/defaults.md.
 """
 import argparse
-import os.path as osp
 import sys
 
 
@@ -23,26 +22,12 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     import stag_seg  # noqa: F401  (compat patches and registration)
-    from stag_seg.demo.study import choose_default, gains_table, setting_gains
-    from stag_seg.sweep import load_spec, paired_differences
-    from stag_seg.sweep.driver import collect_scores
+    from stag_seg.demo.study import defaults_report
 
-    spec = load_spec(args.spec)
-    scores = collect_scores(spec, args.out)
-    methods = [m for m in dict.fromkeys(r.method for r in spec.runs)
-               if m.startswith(args.prefix)]
-    settings = setting_gains(paired_differences(spec.runs, scores, spec.baseline),
-                             methods=methods)
-    if not settings:
-        sys.exit(f'study: no STAG setting of {args.spec} has finished paired runs in {args.out}')
-    chosen = choose_default(settings)
-    text = (f'Paired gain over {spec.baseline} (overall mean mIoU, mean over seeds), per '
-            f'regime; {len(scores)} finished runs.\n\n{gains_table(settings, chosen)}\n\n'
-            f'Chosen by the rule: **{chosen.method}** (worst case {chosen.worst:+.2f}, mean '
-            f'{chosen.mean:+.2f}).\n')
-    print(text)
-    with open(osp.join(args.out, 'defaults.md'), 'w') as f:
-        f.write(text)
+    try:
+        print(defaults_report(args.spec, args.out, args.prefix))
+    except ValueError as e:
+        sys.exit(f'study: {e}')
 
 
 if __name__ == '__main__':

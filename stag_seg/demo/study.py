@@ -61,3 +61,31 @@ def gains_table(settings: Sequence[SettingGains], chosen: SettingGains | None = 
         cells = [f'{s.gains[r]:+.2f}' for r in regimes]
         lines.append(f'| {name} | ' + ' | '.join(cells) + f' | {s.worst:+.2f} | {s.mean:+.2f} |')
     return '\n'.join(lines)
+
+
+def defaults_report(spec_path: str, out_dir: str, prefix: str = 'stag-') -> str:
+    """The study's rule applied to a sweep's finished runs: the gains table and the choice
+    (markdown), also written atomically to ``out_dir/defaults.md``.
+
+    The STAG settings are the sweep's methods whose names start with ``prefix``; each is
+    paired with the sweep's baseline on the same seed and regime.
+    """
+    from stag_seg.reports.atomic import atomic_write
+    from stag_seg.sweep import load_spec, paired_differences
+    from stag_seg.sweep.driver import collect_scores
+
+    spec = load_spec(spec_path)
+    scores = collect_scores(spec, out_dir)
+    methods = [m for m in dict.fromkeys(r.method for r in spec.runs) if m.startswith(prefix)]
+    settings = setting_gains(paired_differences(spec.runs, scores, spec.baseline),
+                             methods=methods)
+    if not settings:
+        raise ValueError(f'{spec_path}: no STAG setting has finished paired runs in {out_dir}')
+    chosen = choose_default(settings)
+    text = (f'Paired gain over {spec.baseline} (overall mean mIoU, mean over seeds), per '
+            f'regime; {len(scores)} finished runs.\n\n{gains_table(settings, chosen)}\n\n'
+            f'Chosen by the rule: **{chosen.method}** (worst case {chosen.worst:+.2f}, mean '
+            f'{chosen.mean:+.2f}).\n')
+    with atomic_write(f'{out_dir}/defaults.md') as f:
+        f.write(text)
+    return text

@@ -36,10 +36,12 @@ def run_cli(args: argparse.Namespace) -> int:
         cfg = load_tta_config(args.config, args.work_dir, args.cfg_options, args.resume,
                               args.out, args.checkpoint, args.random_init or None)
         run_tta(cfg, verbose=args.verbose)
-    except (ValueError, FileNotFoundError, RuntimeError, OSError, TypeError) as e:
+    except Exception as e:                  # one line; --verbose for the traceback
         if args.verbose:
             traceback.print_exc()
-        print(f'test_tta: error: {e}', file=sys.stderr)
+        expected = isinstance(e, (ValueError, FileNotFoundError, RuntimeError, OSError))
+        detail = str(e) if expected else f'{type(e).__name__}: {e} (--verbose: traceback)'
+        print(f'test_tta: error: {detail}', file=sys.stderr)
         return 1
     results = osp.join(cfg.work_dir, RESULTS_FILE)
     if osp.isfile(results):

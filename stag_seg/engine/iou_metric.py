@@ -16,8 +16,8 @@ class StreamIoUMetric(IoUMetric):
     """mmseg's ``IoUMetric`` with the per-image work a stream needs, and nothing twice.
 
     Per image: the label ids are checked (an id outside {0..K-1, ignore_index} is an error
-    naming the label file) and the four areas come from one confusion-matrix count on the
-    prediction's device (no host synchronisation). The summary metrics are mmseg's own
+    naming the label file; one host synchronisation) and the four areas come from one
+    confusion-matrix count on the prediction's device. The summary metrics are mmseg's own
     (``compute_metrics``); this class adds the per-class IoU (``'IoU'``, in %) and a running
     mIoU for progress displays. Arguments are ``IoUMetric``'s. The scorer calls
     ``compute_metrics`` directly (one process, no collection), so metric names carry no prefix.

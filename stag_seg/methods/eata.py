@@ -12,11 +12,12 @@ from torch import Tensor
 
 from stag_seg.methods.base import StepResult
 from stag_seg.methods.fisher import fisher_information, fisher_penalty
-from stag_seg.methods.reliable import entropy_margin, pixel_rows
+from stag_seg.methods.reliable import entropy_margin
 from stag_seg.methods.tent import Tent
 from stag_seg.options import check_int, check_number
 from stag_seg.registry import TTA_METHODS
 from stag_seg.stag.entropy import softmax_entropy
+from stag_seg.stag.loss import pixels_last
 
 if TYPE_CHECKING:
     from stag_seg.engine.adapter import TTAAdapter
@@ -183,7 +184,7 @@ class EATA(Tent):
 
     def select(self, ctx: StepContext) -> PixelSelection:
         """The step's pixel selection from ``ctx.logits`` and the current moving average."""
-        rows = pixel_rows(ctx.logits.float())
+        rows = pixels_last(ctx.logits.float())
         return select_pixels(rows, entropy_margin(rows.shape[1], self.e_margin),
                              self.running_probs, self.d_margin)
 

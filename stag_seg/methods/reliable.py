@@ -19,17 +19,6 @@ def entropy_margin(num_classes: int, margin: float | None = None) -> float:
     return MARGIN_FRACTION * math.log(num_classes) if margin is None else float(margin)
 
 
-def pixel_rows(logits: Tensor) -> Tensor:
-    """The classifier's logits as one row per pixel.
-
-    Args:
-        logits: (N, K, h, w) at the decode head's resolution, or (P, K) rows (slide mode).
-    Returns:
-        (M, K) with M = N*h*w (or P).
-    """
-    return logits.movedim(1, -1).reshape(-1, logits.shape[1])
-
-
 def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     """Mean of ``values`` over ``mask`` (both (M,)); 0 (still in the graph) when it is empty."""
     return torch.where(mask, values, 0.0).sum() / mask.sum().clamp(min=1)

@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING
 import torch
 
 from stag_seg.methods.base import StepResult
-from stag_seg.methods.reliable import PAPER_NUM_CLASSES, entropy_margin, masked_mean, pixel_rows
+from stag_seg.methods.reliable import PAPER_NUM_CLASSES, entropy_margin, masked_mean
 from stag_seg.methods.sam import sam_ascent, sam_restore
 from stag_seg.methods.tent import Tent
 from stag_seg.options import check_number
 from stag_seg.registry import TTA_METHODS
 from stag_seg.stag.entropy import softmax_entropy
+from stag_seg.stag.loss import pixels_last
 
 if TYPE_CHECKING:
     from stag_seg.engine.adapter import TTAAdapter
@@ -118,7 +119,7 @@ class SAR(Tent):
         if not adapt:
             return StepResult(adapter.forward(batch, grad=False).outputs)
         ctx = adapter.forward(batch, grad=True)
-        entropy = softmax_entropy(pixel_rows(ctx.logits.float()), dim=1)
+        entropy = softmax_entropy(pixels_last(ctx.logits.float()), dim=1)
         num_classes = ctx.logits.shape[1]
         margin = entropy_margin(num_classes, self.margin_e0)
         reliable = entropy.detach() < margin
@@ -136,7 +137,7 @@ class SAR(Tent):
         adapter.optim_wrapper.zero_grad()
         try:
             second = adapter.forward(batch, grad=True)
-            entropy = softmax_entropy(pixel_rows(second.logits.float()), dim=1)
+            entropy = softmax_entropy(pixels_last(second.logits.float()), dim=1)
             kept = reliable & (entropy.detach() < margin)
             loss = masked_mean(entropy, kept)
             second.losses = {'loss_entropy': loss}

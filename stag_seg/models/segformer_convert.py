@@ -30,6 +30,8 @@ from typing import Callable, Mapping
 import torch
 from torch import Tensor
 
+from stag_seg.reports.atomic import atomic_write
+
 NVLABS, HUGGINGFACE = 'nvlabs', 'huggingface'
 DEFAULT_CONFIG = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
                           'configs', '_base_', 'models', 'segformer_mit-b5-nvlabs_cityscapes.py')
@@ -306,13 +308,8 @@ def convert_checkpoint(src: str, dst: str, config: str | object = DEFAULT_CONFIG
                 config=config if isinstance(config, str) else getattr(config, 'filename', ''),
                 num_keys=len(converted.state_dict))
     os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
-    tmp = f'{dst}.tmp-{os.getpid()}'
-    try:
-        torch.save({'state_dict': converted.state_dict, 'meta': meta}, tmp)
-        os.replace(tmp, dst)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+    with atomic_write(dst, 'wb') as f:
+        torch.save({'state_dict': converted.state_dict, 'meta': meta}, f)
     return meta
 
 
