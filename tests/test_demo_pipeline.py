@@ -1,5 +1,6 @@
 """The demo's run on a tiny generated stream with a random-init source model."""
 import glob
+import json
 import os
 import os.path as osp
 
@@ -57,6 +58,9 @@ def test_demo_writes_tables_plot_and_qualitative_figure(data, tmp_path, checkpoi
             ('clean_val', False)]
         assert [r['num_images'] for r in records] == [2, 2, 2, 2, 2]   # 2 of 3 cached; val 2
         assert osp.isfile(osp.join(work, name.replace('+', '_'), 'results.md'))
+        with open(osp.join(work, name.replace('+', '_'), 'results.jsonl')) as f:
+            for line in f:          # plain JSON: no NaN/Infinity constants, no numpy types
+                json.loads(line, parse_constant=lambda c: pytest.fail(f'JSON constant {c}'))
         assert f"{records[0]['mIoU']:.2f}" in out
         for cond in ACDC_CONDITIONS:     # the first two rendered images of each condition
             assert _predicted_stems(work, name, 1, cond) == _first_stems(cond, 2)

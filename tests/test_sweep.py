@@ -348,16 +348,19 @@ def wait_unlocked(run_dir, timeout=60.0):
 def test_ray_sweep_killed_mid_sweep_then_rerun_launches_only_missing_runs(tmp_path):
     pytest.importorskip('ray')
     pytest.importorskip('fcntl')
-    from engine_utils import tiny_options
-    from fixture_data import make_acdc_tree
+    from stag_seg.demo import generate_demo_data
 
-    data_root = make_acdc_tree(str(tmp_path / 'acdc'), sequences=('GOPR0475',),
-                               frames_per_sequence=1)            # 4 domains x 1 image
-    options = tiny_options(data_root, num_rounds=1)
-    del options['randomness']                                     # the sweep sets the seed
-    spec_path = write_spec(tmp_path / 'tiny_sweep.py', **base_spec(
-        options=dict(lr='test_cfg.optimizer.lr', log_level='log_level'),
-        cfg_options=options, grid=dict(lr=[1e-4, 1e-3]), seeds=[0, 1]))
+    data = generate_demo_data(str(tmp_path / 'demo'), num_train=1, num_val=1,
+                              num_per_condition=1, size=(256, 128))  # 4 conditions x 1 image
+    demo = osp.join(REPO, 'configs', 'demo', 'segformer_mini_demo-acdc_{}.py')
+    checkpoint = osp.join(REPO, 'checkpoints', 'segformer_mini_minicity.pth')
+    options = {'test_dataloader.dataset.data_root': data.acdc,
+               'test_cfg.forgetting.dataset.data_root': data.cityscapes,
+               'test_cfg.num_rounds': 1, 'test_cfg.progress': False, 'log_level': 'WARNING'}
+    spec_path = write_spec(tmp_path / 'demo_sweep.py', **base_spec(
+        methods={m: dict(config=demo.format(m), checkpoint=checkpoint)
+                 for m in ('tent', 'tent-stag')},
+        baseline='tent', cfg_options=options, grid=dict(lr=[1e-4, 1e-3]), seeds=[0, 1]))
     out = tmp_path / 'out'
     cmd = [sys.executable, osp.join(REPO, 'tools', 'sweep.py'), spec_path, '--out', str(out),
            '--num-cpus', '2']
