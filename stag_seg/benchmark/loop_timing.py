@@ -1,0 +1,147 @@
+"""The engine's loop over a real-resolution stream: time per image and where it goes (data
+wait, the model's step, full-resolution post-processing, scoring)."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os.path as osp
+import statistics
+import tempfile
+import time
+
+import torch
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
+
+from stag_seg.benchmark.fixtures import FULL_RESOLUTION, write_acdc_stream
+from stag_seg.benchmark.step_timing import resolve_config, unique_visualizer
+from stag_seg.benchmark.timers import PhaseTimers, now
+from stag_seg.engine.adapter import TTAAdapter
+from stag_seg.engine.launch import load_tta_config, quiet_console
+from stag_seg.engine.scorer import DomainScorer
+from stag_seg.reports import load_records
+
+#: the split of an iteration, in the order printed
+SPLIT = ('data_wait', 'step', 'postprocess', 'scoring', 'other')
+
+
+class IterationTimer(Hook):
+    """Times the loop's iterations: the moment each starts (the batch is loaded) and ends
+    (scored, hooks done), with the phase totals at both moments."""
+
+    priority = 'LOWEST'
+
+    def __init__(self, device: torch.device, phases: PhaseTimers) -> None:
+        self.device = device
+        self.phases = phases
+        self.starts: list[tuple[float, dict]] = []
+        self.ends: list[tuple[float, dict]] = []
+
+    def before_test_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        self.starts.append((now(self.device), self.phases.snapshot()))
+
+    def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self.ends.append((now(self.device), self.phases.snapshot()))
+
+
+def iteration_split(timer: IterationTimer) -> list[dict[str, float]]:
+    """Seconds of each iteration after the first, split into :data:`SPLIT`: waiting for the
+    batch (from the previous iteration's end), the step without its post-processing, the
+    post-processing, scoring, and the rest (hooks, bookkeeping)."""
+    out = []
+    for i in range(1, len(timer.ends)):
+        (start, at_start), (end, at_end) = timer.starts[i], timer.ends[i]
+        spent = {k: at_end.get(k, 0.0) - at_start.get(k, 0.0) for k in at_end}
+        step, post = spent.get('step', 0.0), spent.get('postprocess', 0.0)
+        scoring = spent.get('scoring', 0.0)
+        out.append({'data_wait': start - timer.ends[i - 1][0], 'step': step - post,
+                    'postprocess': post, 'scoring': scoring,
+                    'other': (end - start) - step - scoring})
+    return out
+
+
+def _set_resize(cfg, size: tuple[int, int]) -> None:
+    """Points the stream pipeline's Resize at ``size`` (H, W), keeping the ratio as shipped."""
+    resizes = [t for t in cfg.test_dataloader.dataset.pipeline if t['type'] == 'Resize']
+    if len(resizes) != 1:
+        raise ValueError(f'{cfg.filename}: the stream pipeline needs one Resize to benchmark '
+                         f'at another input size, found {len(resizes)}')
+    resizes[0]['scale'] = (size[1], size[0])
+
+
+def benchmark_loop(config: str, size: tuple[int, int] | None, num_images: int,
+                   device: torch.device, amp: str | None = None,
+                   stream_size: tuple[int, int] = FULL_RESOLUTION,
+                   num_workers: int | None = None, instrument: bool = True) -> dict:
+    """Runs the engine (Runner + ContinualTTALoop, ``tent``, one domain, one round) over
+    ``num_images`` generated PNGs at ``stream_size`` (ACDC's 1920x1080 by default) in an ACDC
+    tree; the config's own pipeline resizes them (to ``size`` if given, else the shipped
+    scale) and its loader (workers, persistent) loads them; predictions are scored at the
+    label's full resolution; the reports are written at the stage's end. Progress bar and
+    state checkpoint are off.
+
+    Per image is the steady state, from the end of the first iteration (runner, workers and
+    warm-up done) to the end of the last, over ``num_images - 1`` images. With ``instrument``
+    the step, the post-processing and scoring are timed from outside
+    (:class:`~stag_seg.benchmark.timers.PhaseTimers` wrapping ``TTAAdapter.step``,
+    ``TTAAdapter.postprocess`` and ``DomainScorer.add``, each call synchronised on CUDA);
+    without it, only the iteration boundaries are.
+    """
+    if num_images < 2:
+        raise ValueError('the loop benchmark needs at least 2 images')
+    with tempfile.TemporaryDirectory(prefix='stag_bench_') as tmp:
+        root = write_acdc_stream(osp.join(tmp, 'acdc'), num_images, stream_size)
+        work_dir = osp.join(tmp, 'work')
+        cfg = load_tta_config(resolve_config(config), work_dir, {
+            'test_dataloader.dataset.data_root': root,
+            'test_cfg.domains': [dict(name='fog', dataset=dict(condition='fog'))],
+            'test_cfg.num_rounds': 1,
+            'test_cfg.method': dict(type='tent'),
+            'test_cfg.amp': amp,
+            'test_cfg.progress': False,
+            'test_cfg.save_state': False,
+            'test_cfg.random_init': True,
+            'randomness': dict(seed=0),
+            'log_level': 'WARNING',
+        })
+        cfg.custom_hooks = []                     # plain tent, as the bare step
+        unique_visualizer(cfg, f'loop_{osp.basename(tmp)}')
+        if size is not None:
+            _set_resize(cfg, size)
+        loader = cfg.test_dataloader
+        if num_workers is not None:
+            loader.num_workers = num_workers
+            loader.persistent_workers = num_workers > 0
+        start = time.perf_counter()
+        runner = Runner.from_cfg(cfg)
+        quiet_console(runner.logger, logging.ERROR)
+        phases = PhaseTimers(device)
+        timer = IterationTimer(device, phases)
+        runner.register_hook(timer)
+        with contextlib.ExitStack() as stack:
+            if instrument:
+                stack.enter_context(phases.wrap(TTAAdapter, 'step', 'step'))
+                stack.enter_context(phases.wrap(TTAAdapter, 'postprocess', 'postprocess'))
+                stack.enter_context(phases.wrap(DomainScorer, 'add', 'scoring'))
+            built = now(device)
+            runner.test()
+            end = now(device)
+        records = load_records(work_dir)
+        input_shape = list(runner.test_loop.dataloader.dataset[0]['inputs'].shape[-2:])
+        del runner
+    if len(timer.ends) != num_images:
+        raise RuntimeError(f'the loop ran {len(timer.ends)} iterations, expected {num_images}')
+    split = iteration_split(timer)
+    per_image = (timer.ends[-1][0] - timer.ends[0][0]) / (num_images - 1)
+    return {
+        'config': config, 'images': num_images, 'stream_size': list(stream_size),
+        'input_size': input_shape, 'amp': amp, 'num_workers': loader.num_workers,
+        'pin_memory': loader.get('pin_memory', device.type == 'cuda'),
+        'instrumented': instrument,
+        'runner_build_s': built - start, 'first_iter_s': timer.ends[0][0] - built,
+        'stage_end_s': end - timer.ends[-1][0],
+        's_per_image': per_image,
+        'split_s': ({k: statistics.fmean(s[k] for s in split) for k in SPLIT}
+                    if instrument else None),
+        'mIoU': records[0]['mIoU'] if records else None,
+    }
