@@ -18,6 +18,7 @@ from stag_seg.engine.config import check_loop_options, run_fingerprint
 from stag_seg.engine.progress import StageProgress
 from stag_seg.engine.run_dir import RunDir
 from stag_seg.engine.scorer import DomainScorer, build_iou_metric
+from stag_seg.engine.speed import apply_speed_options, default_pin_memory
 from stag_seg.engine.stream import DOMAIN_KEY, MixedDataset, Stage, build_domain, plan_stages
 from stag_seg.plugins.base import TTAPlugin
 from stag_seg.registry import TTA_METHODS
@@ -57,6 +58,7 @@ class ContinualTTALoop(BaseLoop):
             logger.info(f"Loaded checkpoint {opt['checkpoint']}")
         else:
             logger.warning('Running from RANDOM INITIALISATION (no checkpoint, --random-init)')
+        apply_speed_options(self.model, opt, logger)
         self._build_stream()
         plugins = [h for h in self.runner.hooks if isinstance(h, TTAPlugin)]
         self.adapter = TTAAdapter(
@@ -114,7 +116,7 @@ class ContinualTTALoop(BaseLoop):
         return self._loader(domain.dataset)
 
     def _loader(self, dataset, sampler: dict | None = None):
-        cfg = copy.deepcopy(self.dataloader_cfg)
+        cfg = default_pin_memory(copy.deepcopy(self.dataloader_cfg), self.model)
         cfg['dataset'] = dataset
         if sampler is not None:
             cfg['sampler'] = sampler
