@@ -26,7 +26,9 @@ def load_tta_config(config: str,
     """
     if not osp.isfile(config):
         raise FileNotFoundError(f'config file not found: {config}')
-    cfg = Config.fromfile(config)
+    # no yapf: the Runner prints and dumps the config three times (log, work dir, vis
+    # backend), and formatting it costs seconds of start-up for no change in the text's meaning
+    cfg = Config.fromfile(config, format_python_code=False)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     if cfg.get('test_cfg', {}).get('type') != 'ContinualTTALoop':
