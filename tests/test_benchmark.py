@@ -69,9 +69,12 @@ def test_table_ratios_and_memory_relations(report):
     rows = {r['variant']: r for r in config['variants']}
     base = rows[BASELINE]
     assert 'median ms/step' in text and 'peak MB' in text
+    assert config['clock'] == 'cpu'                  # CPU, one torch thread
     for row in rows.values():
         assert len(row['times_ms']) == 2 and all(t > 0 for t in row['times_ms'])
+        assert row['times_ms'] == row['cpu_times_ms'] and len(row['wall_times_ms']) == 2
         assert row['median_ms'] == pytest.approx(statistics.median(row['times_ms']))
+        assert row['wall_median_ms'] == pytest.approx(statistics.median(row['wall_times_ms']))
         assert row['time_ratio'] == pytest.approx(row['median_ms'] / base['median_ms'])
         assert row['peak_mb'] == pytest.approx(row['persistent_mb'] + row['step_mb'])
         assert row['memory_ratio'] == pytest.approx(row['peak_mb'] / base['peak_mb'])
@@ -149,16 +152,19 @@ def test_loop_streams_full_resolution_and_splits_each_image(report):
     for loop in (fp32, bf16):
         assert loop['images'] == 3 and loop['stream_size'] == list(STREAM)
         assert loop['input_size'] == list(SIZE)         # the config's pipeline resized them
-        assert loop['num_workers'] == 1 and loop['instrumented']
-        split = loop['split_s']
-        assert set(split) == set(SPLIT)
-        # the split covers each steady image's whole time, nothing twice
-        assert sum(split.values()) == pytest.approx(loop['s_per_image'], rel=1e-9)
-        assert split['step'] > 0 and split['postprocess'] > 0 and split['scoring'] > 0
+        assert loop['num_workers'] == 1 and loop['instrumented'] and loop['clock'] == 'cpu'
+        for clock in ('wall', 'cpu'):
+            split = loop['split_s'][clock]
+            assert set(split) == set(SPLIT)
+            # the split covers each steady image's whole time, nothing twice
+            assert sum(split.values()) == pytest.approx(loop['per_image_s'][clock], rel=1e-9)
+            assert split['step'] > 0 and split['postprocess'] > 0 and split['scoring'] > 0
+        # waiting for a batch is wall time on both clocks
+        assert loop['split_s']['cpu']['data_wait'] == loop['split_s']['wall']['data_wait']
     rows = {r['variant']: r for r in result['configs'][0]['variants']}
     assert fp32['bare_step_s'] == pytest.approx(rows['tent']['median_ms'] / 1e3)
     assert bf16['bare_step_s'] == pytest.approx(rows['tent [bf16]']['median_ms'] / 1e3)
-    assert fp32['ratio'] == pytest.approx(fp32['s_per_image'] / fp32['bare_step_s'])
+    assert fp32['ratio'] == pytest.approx(fp32['per_image_s']['cpu'] / fp32['bare_step_s'])
     assert bf16['mIoU_minus_fp32'] == pytest.approx(bf16['mIoU'] - fp32['mIoU'])
     assert 'engine loop (tent, 3 PNGs at 128x72, resized to 64x36' in text
     # the timers are gone after the run: the engine's own methods again
@@ -188,28 +194,42 @@ def test_targets_have_values_statuses_and_no_gpu_lines(report):
     assert any(f'bf16 / fp32 step time on GPU <= {BF16_TARGET}' in c['target'] for c in gpu)
     pp = result['postprocess']
     assert pp['out_size'] == list(STREAM) and pp['input_size'] == list(SIZE)
+    assert pp['clock'] == 'cpu' and pp['threads'] == 1
     assert pp['total_ms'] == pytest.approx(pp['postprocess_ms'] + pp['scoring_ms'])
     pp_check = next(c for c in result['targets'] if 'post-processing + scoring' in c['target'])
     assert pp_check['status'] == ('PASS' if pp['total_ms'] <= POSTPROCESS_TARGET_MS else 'FAIL')
-    startup = result['startup']
-    assert startup['saved_s'] == pytest.approx(startup['with_yapf_s'] - startup['without_yapf_s'])
+    for clock in ('wall', 'cpu'):
+        startup = result['startup'][clock]
+        assert startup['saved_s'] == pytest.approx(startup['with_yapf_s']
+                                                   - startup['without_yapf_s'])
     for check in result['targets']:
         assert f"[{check['status']}] {check['target']}" in text
 
 
+def _stamp(wall, cpu, step=0.0, post=0.0, scoring=0.0):
+    phases = {'step': step, 'postprocess': post, 'scoring': scoring}
+    return ({'wall': wall, 'cpu': cpu},
+            {'wall': phases, 'cpu': {k: v / 2 for k, v in phases.items()}})
+
+
 def test_iteration_split_by_hand():
-    """Two iterations after the first, with phase totals at their start and end."""
+    """Two iterations after the first; the CPU clock runs at half speed in the phases and
+    differently outside them, waits are wall time on both clocks."""
     timer = IterationTimer(torch.device('cpu'), PhaseTimers(torch.device('cpu')))
-    timer.starts = [(0.0, {}), (10.5, {'step': 9.0, 'postprocess': 1.0, 'scoring': 0.5}),
-                    (20.0, {'step': 18.0, 'postprocess': 2.5, 'scoring': 1.0})]
-    timer.ends = [(10.0, {'step': 9.0, 'postprocess': 1.0, 'scoring': 0.5}),
-                  (19.8, {'step': 18.0, 'postprocess': 2.5, 'scoring': 1.0}),
-                  (30.0, {'step': 27.0, 'postprocess': 3.0, 'scoring': 1.25})]
-    first, second = iteration_split(timer)
+    timer.starts = [_stamp(0.0, 0.0), _stamp(10.5, 5.0, 9.0, 1.0, 0.5),
+                    _stamp(20.0, 10.0, 18.0, 2.5, 1.0)]
+    timer.ends = [_stamp(10.0, 4.9, 9.0, 1.0, 0.5), _stamp(19.8, 9.9, 18.0, 2.5, 1.0),
+                  _stamp(30.0, 15.0, 27.0, 3.0, 1.25)]
+    first, second = iteration_split(timer, 'wall')
     assert first == pytest.approx({'data_wait': 0.5, 'step': 7.5, 'postprocess': 1.5,
                                    'scoring': 0.5, 'other': 9.3 - 9.0 - 0.5})
     assert second == pytest.approx({'data_wait': 0.2, 'step': 8.5, 'postprocess': 0.5,
                                     'scoring': 0.25, 'other': 10.0 - 9.0 - 0.25})
+    first, second = iteration_split(timer, 'cpu')
+    assert first == pytest.approx({'data_wait': 0.5, 'step': 3.75, 'postprocess': 0.75,
+                                   'scoring': 0.25, 'other': 4.9 - 4.5 - 0.25})
+    assert second == pytest.approx({'data_wait': 0.2, 'step': 4.25, 'postprocess': 0.25,
+                                    'scoring': 0.125, 'other': 5.0 - 4.5 - 0.125})
 
 
 def test_phase_timers_time_calls_and_restore_the_methods():
@@ -230,7 +250,8 @@ def test_phase_timers_time_calls_and_restore_the_methods():
         with pytest.raises(KeyError):
             Engine().helper(0.01)                   # a static method, called on an instance
         assert isinstance(inspect.getattr_static(Engine, 'helper'), staticmethod)
-    assert timers.totals['work'] >= 0.02 and timers.totals['helper'] >= 0.01
+    assert timers.totals['wall']['work'] >= 0.02 and timers.totals['wall']['helper'] >= 0.01
+    assert timers.totals['cpu']['work'] < 0.015        # sleeping costs no CPU time
     assert Engine.__dict__['work'] is work and Engine.__dict__['helper'] is helper
 
 

@@ -15,7 +15,7 @@ from mmengine.runner import Runner
 
 from stag_seg.benchmark.fixtures import FULL_RESOLUTION, write_acdc_stream
 from stag_seg.benchmark.step_timing import resolve_config, unique_visualizer
-from stag_seg.benchmark.timers import PhaseTimers, now
+from stag_seg.benchmark.timers import CLOCKS, PhaseTimers, now, stamp
 from stag_seg.engine.adapter import TTAAdapter
 from stag_seg.engine.launch import load_tta_config, quiet_console
 from stag_seg.engine.scorer import DomainScorer
@@ -26,37 +26,38 @@ SPLIT = ('data_wait', 'step', 'postprocess', 'scoring', 'other')
 
 
 class IterationTimer(Hook):
-    """Times the loop's iterations: the moment each starts (the batch is loaded) and ends
-    (scored, hooks done), with the phase totals at both moments."""
+    """Times the loop's iterations on both clocks: the moment each starts (the batch is
+    loaded) and ends (scored, hooks done), with the phase totals at both moments."""
 
     priority = 'LOWEST'
 
     def __init__(self, device: torch.device, phases: PhaseTimers) -> None:
         self.device = device
         self.phases = phases
-        self.starts: list[tuple[float, dict]] = []
-        self.ends: list[tuple[float, dict]] = []
+        self.starts: list[tuple[dict, dict]] = []      # (stamp, phase totals)
+        self.ends: list[tuple[dict, dict]] = []
 
     def before_test_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        self.starts.append((now(self.device), self.phases.snapshot()))
+        self.starts.append((stamp(self.device), self.phases.snapshot()))
 
     def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        self.ends.append((now(self.device), self.phases.snapshot()))
+        self.ends.append((stamp(self.device), self.phases.snapshot()))
 
 
-def iteration_split(timer: IterationTimer) -> list[dict[str, float]]:
-    """Seconds of each iteration after the first, split into :data:`SPLIT`: waiting for the
-    batch (from the previous iteration's end), the step without its post-processing, the
-    post-processing, scoring, and the rest (hooks, bookkeeping)."""
+def iteration_split(timer: IterationTimer, clock: str) -> list[dict[str, float]]:
+    """Seconds of each iteration after the first on ``clock``, split into :data:`SPLIT`:
+    waiting for the batch since the previous iteration's end (always wall time: a wait
+    costs no CPU), the step without its post-processing, the post-processing, scoring, and
+    the rest (hooks, bookkeeping). The parts sum to the image's time."""
     out = []
     for i in range(1, len(timer.ends)):
         (start, at_start), (end, at_end) = timer.starts[i], timer.ends[i]
-        spent = {k: at_end.get(k, 0.0) - at_start.get(k, 0.0) for k in at_end}
+        spent = {k: at_end[clock][k] - at_start[clock].get(k, 0.0) for k in at_end[clock]}
         step, post = spent.get('step', 0.0), spent.get('postprocess', 0.0)
         scoring = spent.get('scoring', 0.0)
-        out.append({'data_wait': start - timer.ends[i - 1][0], 'step': step - post,
-                    'postprocess': post, 'scoring': scoring,
-                    'other': (end - start) - step - scoring})
+        out.append({'data_wait': start['wall'] - timer.ends[i - 1][0]['wall'],
+                    'step': step - post, 'postprocess': post, 'scoring': scoring,
+                    'other': (end[clock] - start[clock]) - step - scoring})
     return out
 
 
@@ -81,7 +82,9 @@ def benchmark_loop(config: str, size: tuple[int, int] | None, num_images: int,
     state checkpoint are off.
 
     Per image is the steady state, from the end of the first iteration (runner, workers and
-    warm-up done) to the end of the last, over ``num_images - 1`` images. With ``instrument``
+    warm-up done) to the end of the last, over ``num_images - 1`` images, on both clocks
+    (:mod:`~stag_seg.benchmark.timers`; the wait for a batch is wall time on both). With
+    ``instrument``
     the step, the post-processing and scoring are timed from outside
     (:class:`~stag_seg.benchmark.timers.PhaseTimers` wrapping ``TTAAdapter.step``,
     ``TTAAdapter.postprocess`` and ``DomainScorer.add``, each call synchronised on CUDA);
@@ -131,17 +134,18 @@ def benchmark_loop(config: str, size: tuple[int, int] | None, num_images: int,
         del runner
     if len(timer.ends) != num_images:
         raise RuntimeError(f'the loop ran {len(timer.ends)} iterations, expected {num_images}')
-    split = iteration_split(timer)
-    per_image = (timer.ends[-1][0] - timer.ends[0][0]) / (num_images - 1)
+    splits = {clock: iteration_split(timer, clock) for clock in CLOCKS}
     return {
         'config': config, 'images': num_images, 'stream_size': list(stream_size),
         'input_size': input_shape, 'amp': amp, 'num_workers': loader.num_workers,
         'pin_memory': loader.get('pin_memory', device.type == 'cuda'),
         'instrumented': instrument,
-        'runner_build_s': built - start, 'first_iter_s': timer.ends[0][0] - built,
-        'stage_end_s': end - timer.ends[-1][0],
-        's_per_image': per_image,
-        'split_s': ({k: statistics.fmean(s[k] for s in split) for k in SPLIT}
-                    if instrument else None),
+        'runner_build_s': built - start, 'first_iter_s': timer.ends[0][0]['wall'] - built,
+        'stage_end_s': end - timer.ends[-1][0]['wall'],
+        # per steady image: its wait for the batch + its iteration, on each clock
+        'per_image_s': {clock: statistics.fmean(sum(s.values()) for s in split)
+                        for clock, split in splits.items()},
+        'split_s': ({clock: {k: statistics.fmean(s[k] for s in split) for k in SPLIT}
+                     for clock, split in splits.items()} if instrument else None),
         'mIoU': records[0]['mIoU'] if records else None,
     }

@@ -25,6 +25,11 @@ LOOP_TARGET = {'cpu': 1.10, 'cuda': 1.05}
 POSTPROCESS_TARGET_MS = 200.0
 BF16_TARGET = 0.5
 PASS, FAIL, NO_GPU = 'PASS', 'FAIL', 'not measured (no GPU)'
+CLOCK_NOTES = {
+    'cpu': 'times: CPU time of this process (one torch thread: the work done, unmoved by '
+           "other processes' load), wall time beside it; waits for data are wall time",
+    'wall': 'times: wall clock (synchronised with the device)',
+}
 SPLIT_NAMES = {'data_wait': 'data wait', 'step': 'step', 'postprocess': 'post-processing',
                'scoring': 'scoring', 'other': 'other'}
 
@@ -56,18 +61,19 @@ def format_machine(info: dict) -> str:
 
 
 def format_table(result: dict) -> str:
-    """The per-config table: variant, median ms/step, x tent, peak MB, x tent, and the MB the
-    step holds when its backward starts."""
+    """The per-config table: variant, median ms/step (on the ratio clock), x tent, peak MB,
+    x tent, the MB the step holds when its backward starts, and the median wall ms/step."""
     h, w = result['size']
     lines = [f"{osp.basename(result['config'])}: input {h}x{w}, {result['steps']} steps per "
              f"variant after {result['warmup']} warm-up, interleaved in shuffled rounds",
              f"{'variant':<32}{'median ms/step':>15}{'x tent':>8}{'peak MB':>10}{'x tent':>8}"
-             f"{'MB at backward':>16}"]
+             f"{'MB at backward':>16}{'wall ms':>10}"]
     for r in result['variants']:
         at_backward = r['at_backward_mb']
         lines.append(f"{r['variant']:<32}{r['median_ms']:>15.1f}{r['time_ratio']:>8.3f}"
                      f"{r['peak_mb']:>10.1f}{r['memory_ratio']:>8.3f}"
-                     + (f'{at_backward:>16.1f}' if at_backward is not None else f"{'-':>16}"))
+                     + (f'{at_backward:>16.1f}' if at_backward is not None else f"{'-':>16}")
+                     + f"{r['wall_median_ms']:>10.1f}")
     return '\n'.join(lines)
 
 
@@ -94,18 +100,20 @@ def format_kspace_line(result: dict) -> str:
 
 
 def format_startup(startup: dict) -> str:
+    cpu, wall = startup['cpu'], startup['wall']
     return (f"start-up (Runner build, {osp.basename(startup['config'])}, fastest of "
-            f"{startup['reps']}): {startup['with_yapf_s']:.2f} s with the config formatted by "
-            f"yapf, {startup['without_yapf_s']:.2f} s without ({startup['saved_s']:+.2f} s "
-            'saved)')
+            f"{startup['reps']}, CPU time): {cpu['with_yapf_s']:.2f} s with the config "
+            f"formatted by yapf, {cpu['without_yapf_s']:.2f} s without ({cpu['saved_s']:.2f} s "
+            f"saved; wall {wall['with_yapf_s']:.2f} s -> {wall['without_yapf_s']:.2f} s)")
 
 
 def format_postprocess(pp: dict) -> str:
     (h, w), (oh, ow) = pp['input_size'], pp['out_size']
     return (f"full-resolution post-processing + scoring of one {oh}x{ow} image "
             f"({pp['num_classes']} classes, logits at {h}x{w}, {pp['threads']} CPU thread(s), "
-            f"median of {pp['reps']}): {pp['postprocess_ms']:.1f} ms (resize + argmax) + "
-            f"{pp['scoring_ms']:.1f} ms (label check + areas) = {pp['total_ms']:.1f} ms")
+            f"median of {pp['reps']}, {pp['clock']} time): {pp['postprocess_ms']:.1f} ms "
+            f"(resize + argmax) + {pp['scoring_ms']:.1f} ms (label check + areas) = "
+            f"{pp['total_ms']:.1f} ms (wall {pp['wall_total_ms']:.1f} ms)")
 
 
 def format_loop(loops: Sequence[dict]) -> str:
@@ -115,15 +123,17 @@ def format_loop(loops: Sequence[dict]) -> str:
              f"by the config's pipeline, scored at {sw}x{sh}; {first['num_workers']} loader "
              f"worker(s), pin_memory={first['pin_memory']}; {osp.basename(first['config'])})"]
     for loop in loops:
-        precision = loop['amp'] or 'fp32'
-        line = f"  {precision}{'' if loop['instrumented'] else ' (not instrumented)'}: " \
-               f"{loop['s_per_image'] * 1e3:.1f} ms/image"
+        clock, precision = loop['clock'], loop['amp'] or 'fp32'
+        line = (f"  {precision}{'' if loop['instrumented'] else ' (not instrumented)'}: "
+                f"{loop['per_image_s'][clock] * 1e3:.1f} ms/image")
+        if clock != 'wall':
+            line += f" (wall {loop['per_image_s']['wall'] * 1e3:.1f})"
         if loop.get('bare_step_s') is not None:
             line += (f" vs bare step {loop['bare_step_s'] * 1e3:.1f} ms: "
                      f"x{loop['ratio']:.3f}")
         if loop['split_s'] is not None:
             line += '; per image: ' + ', '.join(
-                f"{SPLIT_NAMES[k]} {loop['split_s'][k] * 1e3:.1f}" for k in SPLIT) + ' ms'
+                f"{SPLIT_NAMES[k]} {loop['split_s'][clock][k] * 1e3:.1f}" for k in SPLIT) + ' ms'
         if loop['mIoU'] is not None:
             line += f"; mIoU {loop['mIoU']:.2f}"
             if loop.get('mIoU_minus_fp32') is not None:

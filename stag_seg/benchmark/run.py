@@ -19,6 +19,7 @@ from stag_seg.benchmark.loop_timing import benchmark_loop
 from stag_seg.benchmark.memory import MB, measure_memory
 from stag_seg.benchmark.postprocess_timing import time_postprocess_and_scoring
 from stag_seg.benchmark.report import (
+    CLOCK_NOTES,
     format_kspace_line,
     format_loop,
     format_machine,
@@ -33,6 +34,7 @@ from stag_seg.benchmark.report import (
 from stag_seg.benchmark.stag_term import classifier_shape, plugin_term_ms
 from stag_seg.benchmark.startup import time_runner_build
 from stag_seg.benchmark.step_timing import build_steps, time_steps
+from stag_seg.benchmark.timers import CLOCKS, ratio_clock
 from stag_seg.benchmark.variants import (
     BASELINE,
     Variant,
@@ -64,6 +66,7 @@ DEFAULT_LOOP_PRECISIONS = ('fp32', 'bf16')
 def benchmark_config(config: str, size: tuple[int, int], device: torch.device,
                      variants: Sequence[Variant], num_steps: int, warmup: int) -> dict:
     """Times and memory of every variant on one config; ratios to TENT."""
+    ratio = ratio_clock(device)
     clock = [time.perf_counter()]
     steps = build_steps(config, size, device, variants, synthetic_batch(size))
     base_model = steps[BASELINE].model
@@ -74,20 +77,24 @@ def benchmark_config(config: str, size: tuple[int, int], device: torch.device,
     clock.append(time.perf_counter())
     memory = measure_memory(steps, device)
     shape = classifier_shape(steps[BASELINE])
-    term_ms = {name: plugin_term_ms(step, device) for name, step in steps.items()}
+    term_ms = {name: plugin_term_ms(step, device, ratio) for name, step in steps.items()}
     clock.append(time.perf_counter())
     for step in steps.values():
         step.close()
-    base_ms = statistics.median(times[BASELINE]) * 1e3
+    base_ms = statistics.median(times[ratio][BASELINE]) * 1e3
     base_mb = memory[BASELINE]['peak_mb']
     rows = []
     for variant in variants:
-        samples = times[variant.name]
-        median_ms = statistics.median(samples) * 1e3
+        median_ms = statistics.median(times[ratio][variant.name]) * 1e3
         rows.append({'variant': variant.name, 'method': variant.method,
                      'plugins': variant.plugins, 'options': variant.options,
                      'median_ms': median_ms, 'time_ratio': median_ms / base_ms,
-                     'times_ms': [t * 1e3 for t in samples], **memory[variant.name],
+                     'times_ms': [t * 1e3 for t in times[ratio][variant.name]],
+                     **{f'{c}_median_ms': statistics.median(times[c][variant.name]) * 1e3
+                        for c in CLOCKS},
+                     **{f'{c}_times_ms': [t * 1e3 for t in times[c][variant.name]]
+                        for c in CLOCKS},
+                     **memory[variant.name],
                      'stag_term_ms': term_ms[variant.name],
                      'memory_ratio': memory[variant.name]['peak_mb'] / base_mb})
     by_name = {r['variant']: r for r in rows}
@@ -95,6 +102,7 @@ def benchmark_config(config: str, size: tuple[int, int], device: torch.device,
     base_backward = by_name[BASELINE]['at_backward_mb']
     return {
         'config': config, 'size': list(size), 'steps': num_steps, 'warmup': warmup,
+        'clock': ratio,
         'num_params': num_params, 'num_adapted_params': num_adapted, 'classifier': shape,
         'variants': rows,
         'phase_s': dict(zip(('build', 'timing', 'memory_and_term'), np.diff(clock).tolist(),
@@ -126,10 +134,12 @@ def run_loops(config: str, size: tuple[int, int], num_images: int, device: torch
             runs.append(benchmark_loop(**kwargs, instrument=False))
         runs.append(benchmark_loop(**kwargs, instrument=True))
     fp32 = next((r for r in runs if r['amp'] is None), None)
+    clock = ratio_clock(device)
     for run in runs:
         bare_s = bare.get(run['amp'] or 'fp32')
+        run['clock'] = clock
         run['bare_step_s'] = bare_s
-        run['ratio'] = None if bare_s is None else run['s_per_image'] / bare_s
+        run['ratio'] = None if bare_s is None else run['per_image_s'][clock] / bare_s
         run['mIoU_minus_fp32'] = (run['mIoU'] - fp32['mIoU'] if run['amp'] and fp32
                                   and run['mIoU'] is not None and fp32['mIoU'] is not None
                                   else None)
@@ -185,6 +195,7 @@ def run_benchmark(configs: Sequence[str] = DEFAULT_CONFIGS,
     other_variants = build_variants(methods)
     info = machine_info(dev)
     say(format_machine(info))
+    say(CLOCK_NOTES[ratio_clock(dev)])
     say(f"variants: {', '.join(v.name for v in first_variants)} (speed options on the first "
         f"config only); STAGHook with loss_weight={STAG_DEFAULTS['loss_weight']}, "
         f"tau={STAG_DEFAULTS['tau']}; the hook's default form is {hook_default_variant()!r}")

@@ -7,7 +7,7 @@ import statistics
 import torch
 
 from stag_seg.benchmark.step_timing import AdapterStep
-from stag_seg.benchmark.timers import now
+from stag_seg.benchmark.timers import elapsed, stamp
 from stag_seg.engine.context import StepContext
 
 
@@ -24,9 +24,10 @@ def classifier_shape(step: AdapterStep) -> dict:
             'pixels': logits.numel() // logits.shape[1], 'logits_shape': list(logits.shape)}
 
 
-def plugin_term_ms(step: AdapterStep, device: torch.device, reps: int = 20) -> float | None:
-    """Median ms of the step's plug-in terms (their ``losses``, summed, and its backward) on
-    the logits and features of one forward; None for a step without plug-ins."""
+def plugin_term_ms(step: AdapterStep, device: torch.device, clock: str,
+                   reps: int = 20) -> float | None:
+    """Median ms on ``clock`` of the step's plug-in terms (their ``losses``, summed, and its
+    backward) on the logits and features of one forward; None for a step without plug-ins."""
     adapter = step.adapter
     if not adapter.plugins:
         return None
@@ -41,8 +42,8 @@ def plugin_term_ms(step: AdapterStep, device: torch.device, reps: int = 20) -> f
         probe = StepContext(batch=step.batch, outputs=[],
                             logits=logits.clone().requires_grad_(True),
                             features=None if feats is None else feats.clone().requires_grad_(True))
-        start = now(device)
+        start = stamp(device)
         adapter.add_plugin_losses(probe)
         sum(probe.losses.values()).backward()
-        samples.append(now(device) - start)
+        samples.append(elapsed(start, stamp(device))[clock])
     return statistics.median(samples) * 1e3

@@ -14,7 +14,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmseg.registry import HOOKS, MODELS
 
-from stag_seg.benchmark.timers import now
+from stag_seg.benchmark.timers import CLOCKS, elapsed, stamp
 from stag_seg.benchmark.variants import Variant
 from stag_seg.engine.adapter import TTAAdapter
 from stag_seg.engine.config import check_loop_options
@@ -114,9 +114,9 @@ def build_steps(config: str, size: tuple[int, int], device: torch.device,
 
 
 def time_steps(steps: dict[str, AdapterStep], num_steps: int, warmup: int,
-               device: torch.device, seed: int = 0) -> dict[str, list[float]]:
-    """Seconds per step of every variant, interleaved after warm-up: every round runs each
-    variant once, in a seeded random order.
+               device: torch.device, seed: int = 0) -> dict[str, dict[str, list[float]]]:
+    """Seconds per step of every variant on both clocks (``{clock: {name: [s, ...]}}``),
+    interleaved after warm-up: every round runs each variant once, in a seeded random order.
 
     A fixed order (A B C D E A B C ...) makes a variant always follow the same one; on CPU
     tent, always right after the forward-only source step, measured 1.5 to 5% slower than
@@ -125,15 +125,16 @@ def time_steps(steps: dict[str, AdapterStep], num_steps: int, warmup: int,
     for _ in range(warmup):
         for step in steps.values():
             step.step()
-    times: dict[str, list[float]] = {name: [] for name in steps}
+    times: dict[str, dict[str, list[float]]] = {c: {name: [] for name in steps} for c in CLOCKS}
     rng = random.Random(seed)
     order = list(steps)
     for _ in range(num_steps):
         rng.shuffle(order)
         for name in order:
             gc.collect()
-            start = now(device)
+            start = stamp(device)
             steps[name].step()
-            times[name].append(now(device) - start)
+            for clock, seconds in elapsed(start, stamp(device)).items():
+                times[clock][name].append(seconds)
     set_tf32(False)
     return times
