@@ -165,3 +165,19 @@ def test_test_tta_amp_flag_sets_the_option():
     args = tool.parse_args(['cfg.py', '--amp', 'bf16', '--cfg-options', 'test_cfg.num_rounds=2'])
     assert args.cfg_options == {'test_cfg.num_rounds': 2, 'test_cfg.amp': 'bf16'}
     assert tool.parse_args(['cfg.py']).cfg_options is None
+
+
+def test_runner_start_up_formats_no_config_with_yapf(tmp_path, monkeypatch):
+    """The Runner logs and dumps the config without yapf (load_tta_config asks for it), and
+    the dumped copy loads back to the same config."""
+    import mmengine.config.config as mmengine_config
+
+    def refuse(*args, **kwargs):
+        raise AssertionError('yapf was called')
+
+    monkeypatch.setattr(mmengine_config, 'FormatCode', refuse)
+    root = make_acdc_tree(str(tmp_path / 'acdc'), conditions=('fog',))
+    runner = build_runner(str(tmp_path / 'work'), root)
+    dumped = tmp_path / 'work' / osp.basename(TINY_CONFIG)
+    assert dumped.is_file()
+    assert Config.fromfile(str(dumped)).to_dict() == runner.cfg.to_dict()
