@@ -14,8 +14,8 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from stag_seg.benchmark.fixtures import FULL_RESOLUTION, write_acdc_stream
-from stag_seg.benchmark.step_timing import resolve_config, unique_visualizer
-from stag_seg.benchmark.timers import CLOCKS, PhaseTimers, now, stamp
+from stag_seg.benchmark.step_timing import AdapterStep, resolve_config, unique_visualizer
+from stag_seg.benchmark.timers import CLOCKS, PhaseTimers, elapsed, now, stamp
 from stag_seg.engine.adapter import TTAAdapter
 from stag_seg.engine.launch import load_tta_config, quiet_console
 from stag_seg.engine.scorer import DomainScorer
@@ -27,35 +27,53 @@ SPLIT = ('data_wait', 'step', 'postprocess', 'scoring', 'other')
 
 class IterationTimer(Hook):
     """Times the loop's iterations on both clocks: the moment each starts (the batch is
-    loaded) and ends (scored, hooks done), with the phase totals at both moments."""
+    loaded) and ends (scored, hooks done), with the phase totals at both moments.
+
+    With a ``bare`` step, each iteration is followed by one bare step (its own model copy,
+    the same method, input size and precision), timed apart: the loop and the step it is
+    compared with are then measured in the same minutes, image by image, so that a shared
+    machine's changing load (which moves even CPU time, through caches and the host) falls
+    on both alike. The next iteration's wait for data counts from the bare step's end.
+    """
 
     priority = 'LOWEST'
 
-    def __init__(self, device: torch.device, phases: PhaseTimers) -> None:
+    def __init__(self, device: torch.device, phases: PhaseTimers,
+                 bare: AdapterStep | None = None) -> None:
         self.device = device
         self.phases = phases
+        self.bare = bare
         self.starts: list[tuple[dict, dict]] = []      # (stamp, phase totals)
         self.ends: list[tuple[dict, dict]] = []
+        self.resumes: list[dict] = []                   # when the loop went on after an end
+        self.bare_times: list[dict[str, float]] = []
 
     def before_test_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         self.starts.append((stamp(self.device), self.phases.snapshot()))
 
     def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        self.ends.append((stamp(self.device), self.phases.snapshot()))
+        end = stamp(self.device)
+        self.ends.append((end, self.phases.snapshot()))
+        if self.bare is not None:
+            self.bare.step()
+            resume = stamp(self.device)
+            self.bare_times.append(elapsed(end, resume))
+            end = resume
+        self.resumes.append(end)
 
 
 def iteration_split(timer: IterationTimer, clock: str) -> list[dict[str, float]]:
     """Seconds of each iteration after the first on ``clock``, split into :data:`SPLIT`:
-    waiting for the batch since the previous iteration's end (always wall time: a wait
-    costs no CPU), the step without its post-processing, the post-processing, scoring, and
-    the rest (hooks, bookkeeping). The parts sum to the image's time."""
+    waiting for the batch since the loop went on after the previous iteration (always wall
+    time: a wait costs no CPU), the step without its post-processing, the post-processing,
+    scoring, and the rest (hooks, bookkeeping). The parts sum to the image's time."""
     out = []
     for i in range(1, len(timer.ends)):
         (start, at_start), (end, at_end) = timer.starts[i], timer.ends[i]
         spent = {k: at_end[clock][k] - at_start[clock].get(k, 0.0) for k in at_end[clock]}
         step, post = spent.get('step', 0.0), spent.get('postprocess', 0.0)
         scoring = spent.get('scoring', 0.0)
-        out.append({'data_wait': start['wall'] - timer.ends[i - 1][0]['wall'],
+        out.append({'data_wait': start['wall'] - timer.resumes[i - 1]['wall'],
                     'step': step - post, 'postprocess': post, 'scoring': scoring,
                     'other': (end[clock] - start[clock]) - step - scoring})
     return out
@@ -73,7 +91,8 @@ def _set_resize(cfg, size: tuple[int, int]) -> None:
 def benchmark_loop(config: str, size: tuple[int, int] | None, num_images: int,
                    device: torch.device, amp: str | None = None,
                    stream_size: tuple[int, int] = FULL_RESOLUTION,
-                   num_workers: int | None = None, instrument: bool = True) -> dict:
+                   num_workers: int | None = None, instrument: bool = True,
+                   bare: AdapterStep | None = None) -> dict:
     """Runs the engine (Runner + ContinualTTALoop, ``tent``, one domain, one round) over
     ``num_images`` generated PNGs at ``stream_size`` (ACDC's 1920x1080 by default) in an ACDC
     tree; the config's own pipeline resizes them (to ``size`` if given, else the shipped
@@ -88,7 +107,8 @@ def benchmark_loop(config: str, size: tuple[int, int] | None, num_images: int,
     the step, the post-processing and scoring are timed from outside
     (:class:`~stag_seg.benchmark.timers.PhaseTimers` wrapping ``TTAAdapter.step``,
     ``TTAAdapter.postprocess`` and ``DomainScorer.add``, each call synchronised on CUDA);
-    without it, only the iteration boundaries are.
+    without it, only the iteration boundaries are. With ``bare``, a bare step follows each
+    iteration (:class:`IterationTimer`); its median over the steady iterations is returned.
     """
     if num_images < 2:
         raise ValueError('the loop benchmark needs at least 2 images')
@@ -119,7 +139,7 @@ def benchmark_loop(config: str, size: tuple[int, int] | None, num_images: int,
         runner = Runner.from_cfg(cfg)
         quiet_console(runner.logger, logging.ERROR)
         phases = PhaseTimers(device)
-        timer = IterationTimer(device, phases)
+        timer = IterationTimer(device, phases, bare)
         runner.register_hook(timer)
         with contextlib.ExitStack() as stack:
             if instrument:
@@ -141,11 +161,13 @@ def benchmark_loop(config: str, size: tuple[int, int] | None, num_images: int,
         'pin_memory': loader.get('pin_memory', device.type == 'cuda'),
         'instrumented': instrument,
         'runner_build_s': built - start, 'first_iter_s': timer.ends[0][0]['wall'] - built,
-        'stage_end_s': end - timer.ends[-1][0]['wall'],
+        'stage_end_s': end - timer.resumes[-1]['wall'],
         # per steady image: its wait for the batch + its iteration, on each clock
         'per_image_s': {clock: statistics.fmean(sum(s.values()) for s in split)
                         for clock, split in splits.items()},
         'split_s': ({clock: {k: statistics.fmean(s[k] for s in split) for k in SPLIT}
                      for clock, split in splits.items()} if instrument else None),
         'mIoU': records[0]['mIoU'] if records else None,
+        'bare_step_s': ({clock: statistics.median(t[clock] for t in timer.bare_times[1:])
+                         for clock in CLOCKS} if bare is not None else None),
     }

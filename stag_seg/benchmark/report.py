@@ -128,9 +128,8 @@ def format_loop(loops: Sequence[dict]) -> str:
                 f"{loop['per_image_s'][clock] * 1e3:.1f} ms/image")
         if clock != 'wall':
             line += f" (wall {loop['per_image_s']['wall'] * 1e3:.1f})"
-        if loop.get('bare_step_s') is not None:
-            line += (f" vs bare step {loop['bare_step_s'] * 1e3:.1f} ms: "
-                     f"x{loop['ratio']:.3f}")
+        line += (f" vs bare step {loop['bare_step_s'][clock] * 1e3:.1f} ms (interleaved): "
+                 f"x{loop['ratio']:.3f}")
         if loop['split_s'] is not None:
             line += '; per image: ' + ', '.join(
                 f"{SPLIT_NAMES[k]} {loop['split_s'][clock][k] * 1e3:.1f}" for k in SPLIT) + ' ms'

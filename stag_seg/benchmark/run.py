@@ -40,7 +40,6 @@ from stag_seg.benchmark.variants import (
     Variant,
     build_variants,
     hook_default_variant,
-    speed_name,
     stag_name,
 )
 from stag_seg.plugins.stag import STAG_DEFAULTS
@@ -120,26 +119,29 @@ def benchmark_config(config: str, size: tuple[int, int], device: torch.device,
 
 
 def run_loops(config: str, size: tuple[int, int], num_images: int, device: torch.device,
-              precisions: Sequence[str], bare: dict[str, float | None],
-              stream_size: tuple[int, int], num_workers: int | None) -> list[dict]:
-    """The loop once per precision (on CUDA, fp32 also without instrumentation: that run's
-    time is the one compared with the bare step, free of the timers' synchronisations); each
-    with its ratio to the bare step of the same precision, and its mIoU difference to fp32."""
+              precisions: Sequence[str], stream_size: tuple[int, int],
+              num_workers: int | None) -> list[dict]:
+    """The loop once per precision, each image followed by a bare TENT step of the same
+    precision on its own model copy (the ratio's denominator, measured in the same minutes);
+    on CUDA, fp32 also runs without instrumentation (that run's time is the one compared with
+    the bare step, free of the timers' synchronisations). Adds each run's ratio to its bare
+    step and its mIoU difference to fp32."""
     runs = []
     for precision in precisions:
         amp = None if precision == 'fp32' else precision
+        variant = Variant(BASELINE, dict(type=BASELINE), options={'amp': amp} if amp else {})
+        bare = build_steps(config, size, device, [variant], synthetic_batch(size))[BASELINE]
         kwargs = dict(config=config, size=size, num_images=num_images, device=device, amp=amp,
-                      stream_size=stream_size, num_workers=num_workers)
+                      stream_size=stream_size, num_workers=num_workers, bare=bare)
         if device.type == 'cuda' and amp is None:
             runs.append(benchmark_loop(**kwargs, instrument=False))
         runs.append(benchmark_loop(**kwargs, instrument=True))
+        bare.close()
     fp32 = next((r for r in runs if r['amp'] is None), None)
     clock = ratio_clock(device)
     for run in runs:
-        bare_s = bare.get(run['amp'] or 'fp32')
         run['clock'] = clock
-        run['bare_step_s'] = bare_s
-        run['ratio'] = None if bare_s is None else run['per_image_s'][clock] / bare_s
+        run['ratio'] = run['per_image_s'][clock] / run['bare_step_s'][clock]
         run['mIoU_minus_fp32'] = (run['mIoU'] - fp32['mIoU'] if run['amp'] and fp32
                                   and run['mIoU'] is not None and fp32['mIoU'] is not None
                                   else None)
@@ -222,13 +224,7 @@ def run_benchmark(configs: Sequence[str] = DEFAULT_CONFIGS,
         if kind == 'cpu' and torch.cuda.is_available():
             say('engine loop: skipped (the Runner puts the model on the GPU; use --device cuda)')
         else:
-            rows = {r['variant']: r for r in results[0]['variants']}
-            bare = {'fp32': rows[BASELINE]['median_ms'] / 1e3}
-            for precision in loop_precisions:
-                row = rows.get(speed_name(precision))
-                if precision != 'fp32':
-                    bare[precision] = row['median_ms'] / 1e3 if row else None
-            loops = run_loops(configs[0], size, loop_images, dev, loop_precisions, bare,
+            loops = run_loops(configs[0], size, loop_images, dev, loop_precisions,
                               stream_size, loop_workers)
             say('')
             say(format_loop(loops))
