@@ -82,6 +82,18 @@ def test_table_ratios_and_memory_relations(report):
     assert rows['source']['step_mb'] < base['step_mb']           # no autograd graph
     assert rows['source']['at_backward_mb'] is None
     assert all(rows[n]['at_backward_mb'] > base['persistent_mb'] for n in rows if n != 'source')
+    # the step split: on CPU the timed steps themselves, each step's parts sum to its time
+    for row in rows.values():
+        assert len(row['split_times_ms']) == 2
+        for parts, total in zip(row['split_times_ms'], row['times_ms'], strict=True):
+            assert sum(parts.values()) == pytest.approx(total, rel=1e-9)
+        assert row['split_ms']['forward'] > 0
+    assert rows['source']['split_ms']['backward'] == 0.0            # no update: no backward
+    assert rows['source']['split_ms']['update'] == 0.0
+    assert all(rows[n]['split_ms']['backward'] > 0 for n in rows if n != 'source')
+    assert rows[stag_name('classifier')]['split_ms']['plugin terms'] > 0
+    assert base['split_ms']['plugin terms'] < 0.1          # called, with no plug-in
+    assert 'step split (median ms' in text
     # the STAG term alone: only for the rows with the plug-in
     assert {n for n, r in rows.items() if r['stag_term_ms'] is not None} == {
         stag_name(f) for f in ('feature, kspace', 'classifier', 'feature, naive')}

@@ -77,6 +77,24 @@ def format_table(result: dict) -> str:
     return '\n'.join(lines)
 
 
+def format_split_table(result: dict, parts: Sequence[str]) -> str:
+    """Where each variant's step goes: median ms per part, and the part's difference to
+    tent (ms), so that an overhead is located, not just seen."""
+    rows = {r['variant']: r for r in result['variants']}
+    base = rows[BASELINE]['split_ms']
+    lines = ['step split (median ms; in brackets: minus tent)',
+             f"{'variant':<32}" + ''.join(f'{p:>17}' for p in parts)]
+    for name, row in rows.items():
+        cells = []
+        for part in parts:
+            cell = f"{row['split_ms'][part]:.1f}"
+            if name != BASELINE:
+                cell += f" ({row['split_ms'][part] - base[part]:+.1f})"
+            cells.append(f'{cell:>17}')
+        lines.append(f'{name:<32}' + ''.join(cells))
+    return '\n'.join(lines)
+
+
 def format_term_line(result: dict) -> str:
     rows = {r['variant']: r for r in result['variants']}
     base = rows[BASELINE]['median_ms']

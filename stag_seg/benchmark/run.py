@@ -24,6 +24,7 @@ from stag_seg.benchmark.report import (
     format_loop,
     format_machine,
     format_postprocess,
+    format_split_table,
     format_startup,
     format_table,
     format_target,
@@ -33,7 +34,7 @@ from stag_seg.benchmark.report import (
 )
 from stag_seg.benchmark.stag_term import classifier_shape, plugin_term_ms
 from stag_seg.benchmark.startup import time_runner_build
-from stag_seg.benchmark.step_timing import build_steps, time_steps
+from stag_seg.benchmark.step_timing import STEP_PHASES, build_steps, time_steps
 from stag_seg.benchmark.timers import CLOCKS, ratio_clock
 from stag_seg.benchmark.variants import (
     BASELINE,
@@ -58,12 +59,15 @@ DEFAULT_THREADS = {'cuda': None, 'cpu': 1}
 DEFAULT_LOOP_IMAGES = {'cuda': 40, 'cpu': 10}
 #: TENT with these speed options is timed on the first config (keys of SPEED_VARIANTS)
 DEFAULT_SPEED = {'cuda': ('bf16', 'tf32', 'channels_last'), 'cpu': ('bf16',)}
+#: the parts of a step in the split table
+SPLIT_PARTS = (*STEP_PHASES.values(), 'loss + other')
 #: precisions of the loop runs (fp32 first: the loop target's)
 DEFAULT_LOOP_PRECISIONS = ('fp32', 'bf16')
 
 
 def benchmark_config(config: str, size: tuple[int, int], device: torch.device,
-                     variants: Sequence[Variant], num_steps: int, warmup: int) -> dict:
+                     variants: Sequence[Variant], num_steps: int, warmup: int,
+                     split_rounds: int = 3) -> dict:
     """Times and memory of every variant on one config; ratios to TENT."""
     ratio = ratio_clock(device)
     clock = [time.perf_counter()]
@@ -72,7 +76,11 @@ def benchmark_config(config: str, size: tuple[int, int], device: torch.device,
     num_params = sum(p.numel() for p in base_model.parameters())
     num_adapted = sum(p.numel() for p in steps[BASELINE].adapter.params)
     clock.append(time.perf_counter())
-    times = time_steps(steps, num_steps, warmup, device)
+    # on CPU the timed rounds are split too (the timers' device syncs are no-ops there); on
+    # CUDA the syncs would stall the step's queue, so extra rounds are split instead
+    times = time_steps(steps, num_steps, warmup, device, split=device.type == 'cpu')
+    if device.type != 'cpu':
+        times['split'] = time_steps(steps, split_rounds, 0, device, split=True)['split']
     clock.append(time.perf_counter())
     memory = measure_memory(steps, device)
     shape = classifier_shape(steps[BASELINE])
@@ -94,6 +102,11 @@ def benchmark_config(config: str, size: tuple[int, int], device: torch.device,
                      **{f'{c}_times_ms': [t * 1e3 for t in times[c][variant.name]]
                         for c in CLOCKS},
                      **memory[variant.name],
+                     'split_ms': {part: statistics.median(p[part] for p in
+                                                          times['split'][ratio][variant.name])
+                                  * 1e3 for part in SPLIT_PARTS},
+                     'split_times_ms': [{k: v * 1e3 for k, v in p.items()}
+                                        for p in times['split'][ratio][variant.name]],
                      'stag_term_ms': term_ms[variant.name],
                      'memory_ratio': memory[variant.name]['peak_mb'] / base_mb})
     by_name = {r['variant']: r for r in rows}
@@ -209,6 +222,7 @@ def run_benchmark(configs: Sequence[str] = DEFAULT_CONFIGS,
         results.append(result)
         say('')
         say(format_table(result))
+        say(format_split_table(result, SPLIT_PARTS))
         say(format_term_line(result))
         say(format_kspace_line(result))
     startup = time_runner_build(configs[0], startup_reps) if startup_reps > 0 else None

@@ -2,6 +2,7 @@
 interleaved in shuffled rounds."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
 import logging
@@ -14,7 +15,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmseg.registry import HOOKS, MODELS
 
-from stag_seg.benchmark.timers import CLOCKS, elapsed, stamp
+from stag_seg.benchmark.timers import CLOCKS, PhaseTimers, elapsed, stamp
 from stag_seg.benchmark.variants import Variant
 from stag_seg.engine.adapter import TTAAdapter
 from stag_seg.engine.config import check_loop_options
@@ -113,10 +114,21 @@ def build_steps(config: str, size: tuple[int, int], device: torch.device,
     return steps
 
 
+#: the parts of a step timed by :func:`time_steps` with ``split=True``: adapter methods
+STEP_PHASES = {'forward': 'forward', 'add_plugin_losses': 'plugin terms',
+               'backward': 'backward', 'apply_update': 'update'}
+
+
 def time_steps(steps: dict[str, AdapterStep], num_steps: int, warmup: int,
-               device: torch.device, seed: int = 0) -> dict[str, dict[str, list[float]]]:
-    """Seconds per step of every variant on both clocks (``{clock: {name: [s, ...]}}``),
-    interleaved after warm-up: every round runs each variant once, in a seeded random order.
+               device: torch.device, seed: int = 0, split: bool = False) -> dict:
+    """Seconds per step of every variant on both clocks, interleaved after warm-up: every
+    round runs each variant once, in a seeded random order.
+
+    Returns ``{'wall': {name: [s, ...]}, 'cpu': {...}}``, and with ``split`` also
+    ``'split': {clock: {name: [{part: s}, ...]}}``: each step's time in the adapter's
+    ``forward`` (all forwards, predictions included), the plug-ins' terms, ``backward`` and
+    the optimizer update (:data:`STEP_PHASES`, wrapped from outside, synchronised on CUDA),
+    and ``'loss + other'``, the rest (the method's loss, its own bookkeeping).
 
     A fixed order (A B C D E A B C ...) makes a variant always follow the same one; on CPU
     tent, always right after the forward-only source step, measured 1.5 to 5% slower than
@@ -125,16 +137,31 @@ def time_steps(steps: dict[str, AdapterStep], num_steps: int, warmup: int,
     for _ in range(warmup):
         for step in steps.values():
             step.step()
-    times: dict[str, dict[str, list[float]]] = {c: {name: [] for name in steps} for c in CLOCKS}
+    times: dict = {c: {name: [] for name in steps} for c in CLOCKS}
+    if split:
+        times['split'] = {c: {name: [] for name in steps} for c in CLOCKS}
+    phases = PhaseTimers(device)
     rng = random.Random(seed)
     order = list(steps)
-    for _ in range(num_steps):
-        rng.shuffle(order)
-        for name in order:
-            gc.collect()
-            start = stamp(device)
-            steps[name].step()
-            for clock, seconds in elapsed(start, stamp(device)).items():
-                times[clock][name].append(seconds)
+    with contextlib.ExitStack() as stack:
+        if split:
+            for method, part in STEP_PHASES.items():
+                stack.enter_context(phases.wrap(TTAAdapter, method, part))
+        for _ in range(num_steps):
+            rng.shuffle(order)
+            for name in order:
+                gc.collect()
+                before = phases.snapshot()
+                start = stamp(device)
+                steps[name].step()
+                total = elapsed(start, stamp(device))
+                after = phases.snapshot()
+                for clock in CLOCKS:
+                    times[clock][name].append(total[clock])
+                    if split:
+                        parts = {part: after[clock][part] - before[clock][part]
+                                 for part in STEP_PHASES.values()}
+                        parts['loss + other'] = total[clock] - sum(parts.values())
+                        times['split'][clock][name].append(parts)
     set_tf32(False)
     return times
