@@ -13,9 +13,15 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-from stag_seg.benchmark.fixtures import FULL_RESOLUTION, write_acdc_stream
-from stag_seg.benchmark.step_timing import AdapterStep, resolve_config, unique_visualizer
+from stag_seg.benchmark.fixtures import FULL_RESOLUTION, synthetic_batch, write_acdc_stream
+from stag_seg.benchmark.step_timing import (
+    AdapterStep,
+    build_steps,
+    resolve_config,
+    unique_visualizer,
+)
 from stag_seg.benchmark.timers import CLOCKS, PhaseTimers, elapsed, now, stamp
+from stag_seg.benchmark.variants import BASELINE, Variant
 from stag_seg.engine.adapter import TTAAdapter
 from stag_seg.engine.launch import load_tta_config, quiet_console
 from stag_seg.engine.scorer import DomainScorer
@@ -171,3 +177,19 @@ def benchmark_loop(config: str, size: tuple[int, int] | None, num_images: int,
         'bare_step_s': ({clock: statistics.median(t[clock] for t in timer.bare_times[1:])
                          for clock in CLOCKS} if bare is not None else None),
     }
+
+
+def loop_with_bare_step(config: str, size: tuple[int, int], num_images: int,
+                        device: torch.device, amp: str | None = None,
+                        stream_size: tuple[int, int] = FULL_RESOLUTION,
+                        num_workers: int | None = None, instrument: bool = True) -> dict:
+    """:func:`benchmark_loop` with a bare TENT step of the same precision after each image,
+    on its own copy of the config's model (what :func:`~stag_seg.benchmark.isolation.
+    run_in_fresh_process` runs in a fresh process)."""
+    variant = Variant(BASELINE, dict(type=BASELINE), options={'amp': amp} if amp else {})
+    bare = build_steps(config, size, device, [variant], synthetic_batch(size))[BASELINE]
+    try:
+        return benchmark_loop(config, size, num_images, device, amp, stream_size, num_workers,
+                              instrument, bare)
+    finally:
+        bare.close()

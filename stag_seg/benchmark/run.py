@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from stag_seg.benchmark.fixtures import FULL_RESOLUTION, synthetic_batch
-from stag_seg.benchmark.loop_timing import benchmark_loop
+from stag_seg.benchmark.isolation import run_in_fresh_process
+from stag_seg.benchmark.loop_timing import loop_with_bare_step
 from stag_seg.benchmark.memory import MB, measure_memory
 from stag_seg.benchmark.postprocess_timing import time_postprocess_and_scoring
 from stag_seg.benchmark.report import (
@@ -134,22 +135,22 @@ def benchmark_config(config: str, size: tuple[int, int], device: torch.device,
 def run_loops(config: str, size: tuple[int, int], num_images: int, device: torch.device,
               precisions: Sequence[str], stream_size: tuple[int, int],
               num_workers: int | None) -> list[dict]:
-    """The loop once per precision, each image followed by a bare TENT step of the same
-    precision on its own model copy (the ratio's denominator, measured in the same minutes);
-    on CUDA, fp32 also runs without instrumentation (that run's time is the one compared with
-    the bare step, free of the timers' synchronisations). Adds each run's ratio to its bare
-    step and its mIoU difference to fp32."""
+    """The loop once per precision, each in a fresh process (:mod:`~stag_seg.benchmark.
+    isolation`), each image followed by a bare TENT step of the same precision (the ratio's
+    denominator, measured in the same minutes); on CUDA, fp32 also runs without
+    instrumentation (that run's time is the one compared with the bare step, free of the
+    timers' synchronisations). Adds each run's ratio to its bare step and its mIoU
+    difference to fp32."""
     runs = []
     for precision in precisions:
         amp = None if precision == 'fp32' else precision
-        variant = Variant(BASELINE, dict(type=BASELINE), options={'amp': amp} if amp else {})
-        bare = build_steps(config, size, device, [variant], synthetic_batch(size))[BASELINE]
         kwargs = dict(config=config, size=size, num_images=num_images, device=device, amp=amp,
-                      stream_size=stream_size, num_workers=num_workers, bare=bare)
-        if device.type == 'cuda' and amp is None:
-            runs.append(benchmark_loop(**kwargs, instrument=False))
-        runs.append(benchmark_loop(**kwargs, instrument=True))
-        bare.close()
+                      stream_size=stream_size, num_workers=num_workers)
+        passes = [False, True] if device.type == 'cuda' and amp is None else [True]
+        for instrument in passes:
+            runs.append(run_in_fresh_process(loop_with_bare_step, **kwargs,
+                                             instrument=instrument,
+                                             threads=torch.get_num_threads()))
     fp32 = next((r for r in runs if r['amp'] is None), None)
     clock = ratio_clock(device)
     for run in runs:
@@ -229,9 +230,9 @@ def run_benchmark(configs: Sequence[str] = DEFAULT_CONFIGS,
     if startup is not None:
         say('')
         say(format_startup(startup))
-    postprocess = time_postprocess_and_scoring(size, stream_size,
-                                               results[0]['classifier']['num_classes'],
-                                               reps=postprocess_reps)
+    postprocess = run_in_fresh_process(time_postprocess_and_scoring, size, stream_size,
+                                       results[0]['classifier']['num_classes'],
+                                       reps=postprocess_reps)
     say(format_postprocess(postprocess))
     loops: list[dict] = []
     if loop:
