@@ -13,8 +13,11 @@ speed options; the table gives median time and peak memory per step and their ra
 Then: the Runner's start-up with and without yapf, the full-resolution post-processing +
 scoring of one 1080p image on one CPU thread, and the engine loop over a generated stream of
 1920x1080 PNGs (resized by the config's pipeline, scored at full resolution) per precision,
-split into data wait, step, post-processing and scoring. The targets are printed with their
-measured values and PASS / FAIL / not measured; everything goes to a JSON file.
+with a bare step after each image, split into data wait, step, post-processing and scoring
+(these two in fresh processes, as a run starts). On CPU with one torch thread, times are the
+process's CPU time (unmoved by other processes), wall time beside them. The targets are
+printed with their measured values and PASS / FAIL / not measured; everything goes to a JSON
+file.
 """
 import argparse
 

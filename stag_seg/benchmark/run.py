@@ -185,7 +185,8 @@ def run_benchmark(configs: Sequence[str] = DEFAULT_CONFIGS,
     ``None`` options take the device's defaults (``DEFAULT_SIZE``, ``DEFAULT_STEPS``, ...).
     ``methods`` default to every registered TTA method; the ``speed`` variants, the start-up
     and the loop run on the first config only; the post-processing benchmark uses
-    ``stream_size`` as the output size and always runs on one CPU thread.
+    ``stream_size`` as the output size and always runs on one CPU thread. The loop and the
+    post-processing run in fresh processes (:mod:`~stag_seg.benchmark.isolation`).
     """
     say = print_fn or (lambda _: None)
     dev = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
