@@ -1,92 +1,307 @@
-"""tools/benchmark.py's code path on the tiny model: table, JSON and ratios (not timings)."""
+"""tools/benchmark.py's code path on the tiny model: table, JSON, ratios, the loop's split and
+the targets (values and their relations, not timings)."""
+import copy
 import importlib.util
+import inspect
 import json
+import os
 import os.path as osp
 import statistics
 import sys
+import time
 
 import pytest
 import torch
 from engine_utils import REPO, TINY_CONFIG
+from mmengine.config import Config
+from mmseg.registry import DATASETS, MODELS
 
-from stag_seg.benchmark import (
-    BASELINE,
-    MB,
-    VARIANTS,
-    _BackwardMark,
-    run_benchmark,
-    step_peak_bytes,
-    write_acdc_stream,
-)
+from stag_seg.benchmark import run_benchmark
+from stag_seg.benchmark.fixtures import synthetic_batch, write_acdc_stream
+from stag_seg.benchmark.isolation import run_in_fresh_process
+from stag_seg.benchmark.loop_timing import SPLIT, IterationTimer, iteration_split
+from stag_seg.benchmark.memory import MB, BackwardMark, persistent_bytes, step_peak_bytes
+from stag_seg.benchmark.report import BF16_TARGET, LOOP_TARGET, NO_GPU, POSTPROCESS_TARGET_MS
+from stag_seg.benchmark.step_timing import AdapterStep, build_steps, loop_options
+from stag_seg.benchmark.timers import PhaseTimers
+from stag_seg.benchmark.variants import BASELINE, build_variants, speed_name, stag_name
+from stag_seg.engine.adapter import TTAAdapter
+from stag_seg.methods.norm import norm_affine_params
+from stag_seg.registry import TTA_METHODS
 
 pytestmark = pytest.mark.filterwarnings('ignore:The draw is False:UserWarning')
+SIZE, STREAM = (36, 64), (72, 128)          # the stream's 16:9, resized by half
+SPEED = ['bf16', 'channels_last']
 
 
 @pytest.fixture(scope='module')
 def report(tmp_path_factory):
     out = str(tmp_path_factory.mktemp('bench') / 'benchmark.json')
     lines: list[str] = []
-    result = run_benchmark([TINY_CONFIG], size=(64, 128), device='cpu', num_steps=2, warmup=1,
-                           loop=True, loop_images=2, out=out, print_fn=lines.append)
+    result = run_benchmark([TINY_CONFIG], size=SIZE, device='cpu', num_steps=2, warmup=1,
+                           speed=SPEED, loop_images=3, stream_size=STREAM, loop_workers=1,
+                           startup_reps=1, postprocess_reps=1, out=out,
+                           print_fn=lines.append)
     return result, out, '\n'.join(lines)
 
 
-def test_table_lists_every_variant_with_ratios_to_tent(report):
+def test_variants_are_every_registered_method_stag_forms_and_speed_options(report):
     result, _, text = report
-    assert 'median ms/step' in text and 'peak MB' in text
+    names = [r['variant'] for r in result['configs'][0]['variants']]
+    methods = sorted(TTA_METHODS.module_dict)
+    assert sorted(names[:len(methods)]) == methods and names[:2] == ['source', 'tent']
+    assert names[len(methods):] == [stag_name('feature, kspace'), stag_name('classifier'),
+                                    stag_name('feature, naive'), 'tent [bf16]',
+                                    'tent [channels_last]']
+    rows = {r['variant']: r for r in result['configs'][0]['variants']}
+    assert rows['tent [bf16]']['options'] == {'amp': 'bf16'}
+    assert rows[stag_name('classifier')]['plugins'] == [dict(type='STAGHook',
+                                                             grad_space='classifier')]
+    for name in names:
+        assert name in text
+
+
+def test_table_ratios_and_memory_relations(report):
+    result, _, text = report
     config = result['configs'][0]
-    assert [r['variant'] for r in config['variants']] == [v.name for v in VARIANTS]
     rows = {r['variant']: r for r in config['variants']}
     base = rows[BASELINE]
-    for name, row in rows.items():
-        assert name in text
+    assert 'median ms/step' in text and 'peak MB' in text
+    assert config['clock'] == 'cpu'                  # CPU, one torch thread
+    for row in rows.values():
         assert len(row['times_ms']) == 2 and all(t > 0 for t in row['times_ms'])
+        assert row['times_ms'] == row['cpu_times_ms'] and len(row['wall_times_ms']) == 2
         assert row['median_ms'] == pytest.approx(statistics.median(row['times_ms']))
+        assert row['wall_median_ms'] == pytest.approx(statistics.median(row['wall_times_ms']))
         assert row['time_ratio'] == pytest.approx(row['median_ms'] / base['median_ms'])
         assert row['peak_mb'] == pytest.approx(row['persistent_mb'] + row['step_mb'])
-        assert row['peak_mb'] > 0 and row['step_mb'] > 0
         assert row['memory_ratio'] == pytest.approx(row['peak_mb'] / base['peak_mb'])
-    assert base['time_ratio'] == pytest.approx(1.0) and base['memory_ratio'] == 1.0
-    # source keeps no autograd graph: less memory than any adapting step
-    assert rows['source']['step_mb'] < base['step_mb']
-    assert config['classifier']['num_classes'] == 19 and config['classifier']['pixels'] > 0
-    assert 'K-space vs naive C-space peak memory' in text
+    assert base['time_ratio'] == 1.0 and base['memory_ratio'] == 1.0
+    assert rows['source']['step_mb'] < base['step_mb']           # no autograd graph
     assert rows['source']['at_backward_mb'] is None
-    assert rows['source']['stag_term_ms'] is None and base['stag_term_ms'] is None
-    assert all(rows[v.name]['stag_term_ms'] > 0 for v in VARIANTS if v.stag)
-    assert 'STAG term alone' in text
-    assert all(rows[v.name]['at_backward_mb'] > base['persistent_mb'] for v in VARIANTS[1:])
+    assert all(rows[n]['at_backward_mb'] > base['persistent_mb'] for n in rows if n != 'source')
+    # the step split: on CPU the timed steps themselves, each step's parts sum to its time
+    for row in rows.values():
+        assert len(row['split_times_ms']) == 2
+        for parts, total in zip(row['split_times_ms'], row['times_ms'], strict=True):
+            assert sum(parts.values()) == pytest.approx(total, rel=1e-9)
+        assert row['split_ms']['forward'] > 0
+    assert rows['source']['split_ms']['backward'] == 0.0            # no update: no backward
+    assert rows['source']['split_ms']['update'] == 0.0
+    assert all(rows[n]['split_ms']['backward'] > 0 for n in rows if n != 'source')
+    assert rows[stag_name('classifier')]['split_ms']['plugin terms'] > 0
+    assert base['split_ms']['plugin terms'] < 0.1          # called, with no plug-in
+    assert 'step split (median ms' in text
+    # the STAG term alone: only for the rows with the plug-in
+    assert {n for n, r in rows.items() if r['stag_term_ms'] is not None} == {
+        stag_name(f) for f in ('feature, kspace', 'classifier', 'feature, naive')}
+    assert 'STAG term alone' in text and 'K-space vs naive C-space' in text
+    kn = config['kspace_vs_naive']
+    assert kn['saved_mb'] == pytest.approx(rows[stag_name('feature, naive')]['peak_mb']
+                                           - rows[stag_name('feature, kspace')]['peak_mb'])
+    cls = config['classifier']
+    assert cls['num_classes'] == 19 and cls['channels'] == 16
+    assert cls['logits_shape'] == [1, 19, SIZE[0] // 4, SIZE[1] // 4]
 
 
-def test_json_has_the_machine_the_loop_and_the_targets(report):
+def test_persistent_memory_is_weights_buffers_and_adam_state():
+    """Independent count: every parameter and buffer, plus Adam's two moments and its step
+    counter for each adapted (norm affine) parameter."""
+    variants = build_variants(['tent'])[:1]
+    step = build_steps(TINY_CONFIG, SIZE, torch.device('cpu'), variants,
+                       synthetic_batch(SIZE))['tent']
+    step.step()
+    model = step.model
+    adapted = norm_affine_params(model)
+    expected = (sum(t.numel() * t.element_size() for t in [*model.parameters(),
+                                                          *model.buffers()])
+                + sum(2 * p.numel() * 4 + 4 for p in adapted))
+    assert persistent_bytes(step) == expected
+
+
+def test_benchmark_step_is_the_adapters_step_with_the_configs_optimizer():
+    """One benchmark step changes the model exactly as TTAAdapter.step with TENT and the
+    config's optimizer does on the same batch (no grafted or fake step)."""
+    cfg = Config.fromfile(TINY_CONFIG)
+    opt = loop_options(cfg)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    batch = synthetic_batch(SIZE)
+    ours = AdapterStep(copy.deepcopy(model), build_variants(['tent'])[0],
+                       {k: opt[k] for k in ('classifier', 'optimizer', 'optim_wrapper')},
+                       batch)
+    reference = TTAAdapter(copy.deepcopy(model), TTA_METHODS.build(dict(type='tent')),
+                           opt['classifier'], optimizer=opt['optimizer'])
+    before = {k: v.clone() for k, v in ours.model.state_dict().items()}
+    for _ in range(2):
+        result = ours.step()
+        reference.step(batch, adapt=True)
+    assert result.updated
+    changed = [k for k, v in ours.model.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed
+    for key, value in reference.model.state_dict().items():
+        torch.testing.assert_close(ours.model.state_dict()[key], value, rtol=0, atol=0)
+
+
+def test_json_matches_the_printout_and_records_the_machine(report):
     result, out, text = report
     with open(out) as f:
         saved = json.load(f)
-    assert saved['configs'][0]['variants'] == json.loads(json.dumps(
-        result['configs'][0]['variants']))
+    assert saved == json.loads(json.dumps(result))
     machine = saved['machine']
     assert machine['cores'] >= 1 and machine['torch'] == torch.__version__
-    assert machine['device'] == 'cpu' and machine['cpu']
-    loop = saved['loop']
-    assert loop['images'] == 2 and loop['num_workers'] >= 1
-    assert loop['ratio'] == pytest.approx(loop['steady_s_per_image'] / loop['bare_step_s'])
-    assert loop['bare_step_s'] * 1e3 == pytest.approx(
-        {r['variant']: r for r in saved['configs'][0]['variants']}[BASELINE]['median_ms'])
-    assert 'engine loop (tent' in text
-    assert len(saved['targets']) == 7
-    assert sum('[hook default]' in t['target'] for t in saved['targets']) == 2
-    assert all(isinstance(t['holds'], bool) for t in saved['targets'])
+    assert machine['device'] == 'cpu' and machine['torch_threads'] == 1
+    assert saved['options']['speed'] == SPEED and saved['options']['stream_size'] == list(STREAM)
+    assert f'wrote {out}' in text
+
+
+def test_loop_streams_full_resolution_and_splits_each_image(report):
+    result, _, text = report
+    fp32, bf16 = result['loop']
+    assert fp32['amp'] is None and bf16['amp'] == 'bf16'
+    for loop in (fp32, bf16):
+        assert loop['images'] == 3 and loop['stream_size'] == list(STREAM)
+        assert loop['input_size'] == list(SIZE)         # the config's pipeline resized them
+        assert loop['num_workers'] == 1 and loop['instrumented'] and loop['clock'] == 'cpu'
+        for clock in ('wall', 'cpu'):
+            split = loop['split_s'][clock]
+            assert set(split) == set(SPLIT)
+            # the split covers each steady image's whole time, nothing twice
+            assert sum(split.values()) == pytest.approx(loop['per_image_s'][clock], rel=1e-9)
+            assert split['step'] > 0 and split['postprocess'] > 0 and split['scoring'] > 0
+        # waiting for a batch is wall time on both clocks
+        assert loop['split_s']['cpu']['data_wait'] == loop['split_s']['wall']['data_wait']
+    for loop in (fp32, bf16):       # bare steps interleaved with the loop's images
+        assert set(loop['bare_step_s']) == {'wall', 'cpu'} and loop['bare_step_s']['cpu'] > 0
+        assert loop['ratio'] == pytest.approx(loop['per_image_s']['cpu']
+                                              / loop['bare_step_s']['cpu'])
+    assert bf16['mIoU_minus_fp32'] == pytest.approx(bf16['mIoU'] - fp32['mIoU'])
+    assert 'engine loop (tent, 3 PNGs at 128x72, resized to 64x36' in text
+
+
+def test_fresh_process_runs_the_function_apart_and_reports_its_errors():
+    assert run_in_fresh_process(os.getpid, threads=1) != os.getpid()
+    with pytest.raises(RuntimeError, match=r"(?s)int failed in its benchmark process.*"
+                                           r"ValueError: invalid literal"):
+        run_in_fresh_process(int, 'x')
+
+
+def test_targets_have_values_statuses_and_no_gpu_lines(report):
+    result, _, text = report
+    checks = {c['target']: c for c in result['targets']}
+    rows = {r['variant']: r for r in result['configs'][0]['variants']}
+    name = osp.basename(TINY_CONFIG)
+    for form, default in (('feature, kspace', ''), ('classifier', ' [hook default]')):
+        row = rows[stag_name(form)]
+        time_check = checks[f'{name}: {stag_name(form)}{default} time / tent <= 1.03']
+        assert time_check['value'] == row['time_ratio']
+        assert time_check['status'] == ('PASS' if row['time_ratio'] <= 1.03 else 'FAIL')
+        memory = checks[f'{name}: {stag_name(form)}{default} peak memory / tent <= 1.02']
+        assert memory['status'] == ('PASS' if row['memory_ratio'] <= 1.02 else 'FAIL')
+    loop_cpu = checks[f'engine loop over the real-resolution stream / bare step on CPU <= '
+                      f"{LOOP_TARGET['cpu']}"]
+    assert loop_cpu['value'] == result['loop'][0]['ratio']
+    assert loop_cpu['status'] == ('PASS' if loop_cpu['value'] <= 1.10 else 'FAIL')
+    gpu = [c for c in result['targets'] if 'GPU' in c['target']]
+    assert len(gpu) == 2 and all(c['status'] == NO_GPU and c['value'] is None for c in gpu)
+    assert any(f'bf16 / fp32 step time on GPU <= {BF16_TARGET}' in c['target'] for c in gpu)
+    pp = result['postprocess']
+    assert pp['out_size'] == list(STREAM) and pp['input_size'] == list(SIZE)
+    assert pp['clock'] == 'cpu' and pp['threads'] == 1
+    assert pp['total_ms'] == pytest.approx(pp['postprocess_ms'] + pp['scoring_ms'])
+    pp_check = next(c for c in result['targets'] if 'post-processing + scoring' in c['target'])
+    assert pp_check['status'] == ('PASS' if pp['total_ms'] <= POSTPROCESS_TARGET_MS else 'FAIL')
+    for clock in ('wall', 'cpu'):
+        startup = result['startup'][clock]
+        assert startup['saved_s'] == pytest.approx(startup['with_yapf_s']
+                                                   - startup['without_yapf_s'])
+    for check in result['targets']:
+        assert f"[{check['status']}] {check['target']}" in text
+
+
+def _stamp(wall, cpu, step=0.0, post=0.0, scoring=0.0):
+    phases = {'step': step, 'postprocess': post, 'scoring': scoring}
+    return ({'wall': wall, 'cpu': cpu},
+            {'wall': phases, 'cpu': {k: v / 2 for k, v in phases.items()}})
+
+
+def test_iteration_split_by_hand():
+    """Two iterations after the first, each iteration followed by a bare step (the loop goes
+    on at ``resumes``); the CPU clock runs at half speed in the phases and differently
+    outside them; waits are wall time on both clocks."""
+    timer = IterationTimer(torch.device('cpu'), PhaseTimers(torch.device('cpu')))
+    timer.starts = [_stamp(0.0, 0.0), _stamp(10.5, 5.0, 9.0, 1.0, 0.5),
+                    _stamp(20.0, 10.0, 18.0, 2.5, 1.0)]
+    timer.ends = [_stamp(10.0, 4.9, 9.0, 1.0, 0.5), _stamp(19.8, 9.9, 18.0, 2.5, 1.0),
+                  _stamp(30.0, 15.0, 27.0, 3.0, 1.25)]
+    timer.resumes = [{'wall': 10.2, 'cpu': 5.0}, {'wall': 19.9, 'cpu': 9.95},
+                     {'wall': 30.1, 'cpu': 15.1}]
+    first, second = iteration_split(timer, 'wall')
+    assert first == pytest.approx({'data_wait': 0.3, 'step': 7.5, 'postprocess': 1.5,
+                                   'scoring': 0.5, 'other': 9.3 - 9.0 - 0.5})
+    assert second == pytest.approx({'data_wait': 0.1, 'step': 8.5, 'postprocess': 0.5,
+                                    'scoring': 0.25, 'other': 10.0 - 9.0 - 0.25})
+    first, second = iteration_split(timer, 'cpu')
+    assert first == pytest.approx({'data_wait': 0.3, 'step': 3.75, 'postprocess': 0.75,
+                                   'scoring': 0.25, 'other': 4.9 - 4.5 - 0.25})
+    assert second == pytest.approx({'data_wait': 0.1, 'step': 4.25, 'postprocess': 0.25,
+                                    'scoring': 0.125, 'other': 5.0 - 4.5 - 0.125})
+
+
+def test_bare_step_follows_each_iteration_and_is_timed_apart():
+    class Bare:
+        calls = 0
+
+        def step(self):
+            Bare.calls += 1
+            time.sleep(0.02)
+
+    timer = IterationTimer(torch.device('cpu'), PhaseTimers(torch.device('cpu')), Bare())
+    for i in range(3):
+        timer.before_test_iter(None, i)
+        timer.after_test_iter(None, i)
+    assert Bare.calls == 3 and len(timer.bare_times) == 3
+    assert all(t['wall'] >= 0.02 and t['cpu'] < 0.015 for t in timer.bare_times)
+    for (end, _), resume, bare in zip(timer.ends, timer.resumes, timer.bare_times,
+                                      strict=True):
+        assert resume['wall'] - end['wall'] == pytest.approx(bare['wall'])
+    # the wait for the next batch starts after the bare step: tiny here
+    assert all(s['data_wait'] < 0.015 for s in iteration_split(timer, 'wall'))
+
+
+def test_phase_timers_time_calls_and_restore_the_methods():
+    class Engine:
+        def work(self, seconds):
+            time.sleep(seconds)
+            return 'done'
+
+        @staticmethod
+        def helper(seconds):
+            time.sleep(seconds)
+            raise KeyError('boom')
+
+    work, helper = Engine.__dict__['work'], Engine.__dict__['helper']
+    timers = PhaseTimers(torch.device('cpu'))
+    with timers.wrap(Engine, 'work', 'work'), timers.wrap(Engine, 'helper', 'helper'):
+        assert Engine().work(0.02) == 'done'
+        with pytest.raises(KeyError):
+            Engine().helper(0.01)                   # a static method, called on an instance
+        assert isinstance(inspect.getattr_static(Engine, 'helper'), staticmethod)
+    assert timers.totals['wall']['work'] >= 0.02 and timers.totals['wall']['helper'] >= 0.01
+    assert timers.totals['cpu']['work'] < 0.015        # sleeping costs no CPU time
+    assert Engine.__dict__['work'] is work and Engine.__dict__['helper'] is helper
 
 
 def test_cpu_peak_counts_the_step_s_tensors_only():
     kept = torch.ones(4 * MB, dtype=torch.uint8)      # allocated before: not counted
-    mark = _BackwardMark(torch.device('cpu'))
+    mark = BackwardMark(torch.device('cpu'))
 
     def step():
         a = torch.ones(3 * MB, dtype=torch.uint8)
         b = torch.ones(2 * MB, dtype=torch.uint8)
         del a
-        mark.after_tta_forward(None)                   # holds b (2 MB) here
+        mark.fire()                                  # holds b (2 MB) here
+        mark.fire()                                  # a second backward: not a new mark
         del b
         torch.ones(1 * MB, dtype=torch.uint8)
 
@@ -97,13 +312,25 @@ def test_cpu_peak_counts_the_step_s_tensors_only():
     assert kept.numel() == 4 * MB
 
 
-def test_generated_stream_is_an_acdc_tree(tmp_path):
-    root = write_acdc_stream(str(tmp_path / 'acdc'), (32, 64), 2)
-    img = osp.join(root, 'rgb_anon', 'fog', 'train', 'GOPR0475', 'GOPR0475_frame_000041'
-                   '_rgb_anon.png')
-    gt = osp.join(root, 'gt', 'fog', 'train', 'GOPR0475', 'GOPR0475_frame_000042'
-                  '_gt_labelTrainIds.png')
-    assert osp.isfile(img) and osp.isfile(gt)
+def test_generated_stream_is_an_acdc_domain(tmp_path):
+    root = write_acdc_stream(str(tmp_path / 'acdc'), 2, size=(36, 64))
+    dataset = DATASETS.build(dict(type='ACDCDataset', data_root=root, condition='fog',
+                                  split='train', pipeline=[dict(type='LoadImageFromFile'),
+                                                           dict(type='LoadExactAnnotations')]))
+    assert len(dataset) == 2
+    item = dataset[1]
+    assert item['img'].shape == (36, 64, 3) and item['gt_seg_map'].shape == (36, 64)
+    ids = set(item['gt_seg_map'].ravel().tolist())
+    assert 255 in ids and ids - {255} <= set(range(19))
+
+
+def test_unknown_method_or_speed_option_is_one_clear_error():
+    with pytest.raises(ValueError, match=r"--methods: unknown method\(s\) \['nope'\]"):
+        build_variants(['nope'])
+    with pytest.raises(ValueError, match=r"--speed: unknown option\(s\) \['fast'\]"):
+        build_variants(['tent'], ['fast'])
+    names = [v.name for v in build_variants(['source'], ['tf32'])]
+    assert names[:2] == ['source', 'tent'] and names[-1] == speed_name('tf32')
 
 
 def test_help_documents_the_options(monkeypatch, capsys):
@@ -116,6 +343,9 @@ def test_help_documents_the_options(monkeypatch, capsys):
         tool.parse_args()
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for option in ('--device', '--size', '--steps', '--warmup', '--configs', '--skip-loop',
-                   '--out'):
+    for option in ('--device', '--size', '--steps', '--warmup', '--configs', '--methods',
+                   '--speed', '--skip-loop', '--loop-images', '--loop-precisions',
+                   '--stream-size', '--loop-workers', '--startup-reps', '--threads', '--out'):
         assert option in out
+    args = tool.parse_args(['--speed', '--methods', 'tent'])
+    assert args.speed == [] and args.methods == ['tent']

@@ -1,7 +1,8 @@
 """Run continual test-time adaptation over a config's stream and write per-domain reports.
 
     python tools/test_tta.py CONFIG [CHECKPOINT] [--work-dir DIR] [--out DIR] [--resume]
-                             [--random-init] [--verbose] [--cfg-options KEY=VALUE ...]
+                             [--random-init] [--amp bf16|fp16] [--verbose]
+                             [--cfg-options KEY=VALUE ...]
 
 The stream, the method, the optimizer and the plug-ins come from CONFIG (see the README,
 "The stream, in the config"). Reports land in the work dir as each domain ends:
@@ -32,12 +33,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--random-init', action='store_true',
                         help='run without a checkpoint, from random initialisation (for '
                         'smoke tests; run.json records it)')
+    parser.add_argument('--amp', choices=('bf16', 'fp16'),
+                        help='autocast the forward passes to this precision (losses stay '
+                        'float32; fp16 needs CUDA); the same as --cfg-options test_cfg.amp=...')
     parser.add_argument('--verbose', action='store_true',
                         help='print the log (config, per-class tables, third-party warnings) '
                         'on the console too, and full tracebacks')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, e.g. test_cfg.num_rounds=2')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.amp:
+        args.cfg_options = {**(args.cfg_options or {}), 'test_cfg.amp': args.amp}
+    return args
 
 
 def main(argv=None) -> None:

@@ -11,6 +11,7 @@ from mmengine.registry import OPTIM_WRAPPERS, OPTIMIZERS
 from mmseg.registry import HOOKS, METRICS
 
 from stag_seg.engine.optim import AMP_DTYPES
+from stag_seg.engine.speed import check_speed_options
 from stag_seg.engine.stream import ORDERS
 from stag_seg.options import check_choice, check_int, check_number
 from stag_seg.plugins.base import TTAPlugin
@@ -28,6 +29,9 @@ LOOP_DEFAULTS = dict(
     optimizer=dict(type='Adam', lr=6e-5 / 8, betas=(0.9, 0.999)),
     optim_wrapper=None,                 # mmengine wrapper options: type, clip_grad, ...
     amp=None,                           # None | 'bf16' | 'fp16'
+    tf32=False,                         # TF32 matmuls on CUDA (engine/speed.py)
+    channels_last=False,                # 4-D weights channels-last
+    compile=False,                      # torch.compile the backbone (True or its kwargs)
     classifier='decode_head.conv_seg',  # the module whose logits the method and plug-ins use
     forgetting=None,                    # dict(name=, dataset=, every=1): scored, never adapted
     reset='never',                      # 'domain' | 'round': restore the initial state
@@ -78,6 +82,7 @@ def check_loop_options(domains: list, require_checkpoint: bool = True, **options
             raise ValueError(f'test_cfg.forgetting: unknown option(s) {unknown} (name, '
                              'dataset, every)')
         check_int('test_cfg.forgetting', 'every', opt['forgetting'].get('every', 1), low=1)
+    check_speed_options(opt)
     if not domains:
         raise ValueError('test_cfg.domains is empty: the stream needs at least one domain')
     names = [d.get('name') for d in domains]

@@ -26,6 +26,10 @@ def load_tta_config(config: str,
     if not osp.isfile(config):
         raise FileNotFoundError(f'config file not found: {config}')
     cfg = Config.fromfile(config)
+    # no yapf: the Runner formats the config three times (log, work dir, visualizer) for text
+    # nobody reads formatted (fromfile ignores format_python_code for plain configs)
+    cfg = Config(cfg.to_dict(), cfg_text=cfg.text, filename=cfg.filename,
+                 env_variables=cfg.env_variables, format_python_code=False)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     if cfg.get('test_cfg', {}).get('type') != 'ContinualTTALoop':

@@ -19,6 +19,7 @@ from stag_seg.engine.progress import StageProgress
 from stag_seg.engine.rng_state import get_rng_state, set_rng_state
 from stag_seg.engine.run_dir import RunDir
 from stag_seg.engine.scorer import DomainScorer, build_iou_metric
+from stag_seg.engine.speed import apply_speed_options, default_pin_memory
 from stag_seg.engine.stream import DOMAIN_KEY, MixedDataset, Stage, build_domain, plan_stages
 from stag_seg.plugins.base import TTAPlugin
 from stag_seg.registry import TTA_METHODS
@@ -58,6 +59,7 @@ class ContinualTTALoop(BaseLoop):
             logger.info(f"Loaded checkpoint {opt['checkpoint']}")
         else:
             logger.warning('Running from RANDOM INITIALISATION (no checkpoint, --random-init)')
+        apply_speed_options(self.model, opt, logger)
         self._build_stream()
         run_dir = RunDir(self.runner.work_dir, logger)
         self.fingerprint = run_fingerprint(self.runner.cfg, self.runner.seed)
@@ -155,7 +157,7 @@ class ContinualTTALoop(BaseLoop):
         return self._loader(domain.dataset)
 
     def _loader(self, dataset, sampler: dict | None = None):
-        cfg = copy.deepcopy(self.dataloader_cfg)
+        cfg = default_pin_memory(copy.deepcopy(self.dataloader_cfg), self.model)
         cfg['dataset'] = dataset
         if sampler is not None:
             cfg['sampler'] = sampler

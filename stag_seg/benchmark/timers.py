@@ -1,0 +1,91 @@
+"""The benchmark's clocks, and phase timers that wrap the engine's methods from outside (only
+while benchmarking; the engine has no timing code).
+
+Every timing is read on two clocks: ``wall`` (``time.perf_counter`` after the device's queued
+work is done) and ``cpu`` (``time.process_time``: the CPU time of this process's threads).
+On CPU with one torch thread, the CPU clock is the work a step did: it does not advance while
+the process waits for a core, so it does not move with the load of a shared machine (a B5
+step measured 2.55 s of CPU time both alone and next to two busy processes, while its wall
+time went from 2.6 to 9.1 s). :func:`ratio_clock` says which clock the ratios use.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import time
+from collections.abc import Iterator
+
+import torch
+
+CLOCKS = ('wall', 'cpu')
+
+
+def sync(device: torch.device) -> None:
+    """Waits for the device's queued work (CUDA); nothing on CPU."""
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def now(device: torch.device) -> float:
+    """``time.perf_counter()`` after the device's queued work is done."""
+    sync(device)
+    return time.perf_counter()
+
+
+def stamp(device: torch.device) -> dict[str, float]:
+    """Both clocks now (after the device's queued work is done)."""
+    sync(device)
+    return {'wall': time.perf_counter(), 'cpu': time.process_time()}
+
+
+def elapsed(start: dict[str, float], end: dict[str, float]) -> dict[str, float]:
+    return {clock: end[clock] - start[clock] for clock in CLOCKS}
+
+
+def ratio_clock(device: torch.device) -> str:
+    """'cpu' on CPU with one torch thread (the process's CPU time is then the step's work;
+    with more threads it would count spinning OpenMP threads), else 'wall'."""
+    return 'cpu' if device.type == 'cpu' and torch.get_num_threads() == 1 else 'wall'
+
+
+class PhaseTimers:
+    """Cumulative seconds on both clocks spent in named phases, each a method of an engine
+    class.
+
+    :meth:`wrap` replaces a class attribute (a method or a staticmethod) by a wrapper that
+    times each call, synchronising the device before and after it so that its kernels are
+    charged to it; the original is put back when the block ends. Nested phases (the
+    post-processing inside the step) count in both. ``totals`` only grows: take differences
+    between two moments (e.g. two loop iterations).
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.totals: dict[str, dict[str, float]] = {clock: {} for clock in CLOCKS}
+
+    @contextlib.contextmanager
+    def wrap(self, owner: type, name: str, phase: str) -> Iterator[None]:
+        original = inspect.getattr_static(owner, name)
+        is_static = isinstance(original, staticmethod)
+        func = original.__func__ if is_static else original
+        for clock in CLOCKS:
+            self.totals[clock].setdefault(phase, 0.0)
+
+        @functools.wraps(func)
+        def timed(*args, **kwargs):
+            start = stamp(self.device)
+            try:
+                return func(*args, **kwargs)
+            finally:
+                for clock, seconds in elapsed(start, stamp(self.device)).items():
+                    self.totals[clock][phase] += seconds
+
+        setattr(owner, name, staticmethod(timed) if is_static else timed)
+        try:
+            yield
+        finally:
+            setattr(owner, name, original)
+
+    def snapshot(self) -> dict[str, dict[str, float]]:
+        return {clock: dict(totals) for clock, totals in self.totals.items()}
