@@ -3,7 +3,6 @@ wait, the model's step, full-resolution post-processing, scoring)."""
 from __future__ import annotations
 
 import contextlib
-import logging
 import os.path as osp
 import statistics
 import tempfile
@@ -11,7 +10,6 @@ import time
 
 import torch
 from mmengine.hooks import Hook
-from mmengine.runner import Runner
 
 from stag_seg.benchmark.fixtures import FULL_RESOLUTION, synthetic_batch, write_acdc_stream
 from stag_seg.benchmark.step_timing import (
@@ -23,7 +21,8 @@ from stag_seg.benchmark.step_timing import (
 from stag_seg.benchmark.timers import CLOCKS, PhaseTimers, elapsed, now, stamp
 from stag_seg.benchmark.variants import BASELINE, Variant
 from stag_seg.engine.adapter import TTAAdapter
-from stag_seg.engine.launch import load_tta_config, quiet_console
+from stag_seg.engine.launch import load_tta_config
+from stag_seg.engine.runner import StreamRunner
 from stag_seg.engine.scorer import DomainScorer
 from stag_seg.reports import load_records
 
@@ -141,9 +140,9 @@ def benchmark_loop(config: str, size: tuple[int, int] | None, num_images: int,
         if num_workers is not None:
             loader.num_workers = num_workers
             loader.persistent_workers = num_workers > 0
+        cfg.console_log_level = 'ERROR'
         start = time.perf_counter()
-        runner = Runner.from_cfg(cfg)
-        quiet_console(runner.logger, logging.ERROR)
+        runner = StreamRunner.from_cfg(cfg)
         phases = PhaseTimers(device)
         timer = IterationTimer(device, phases, bare)
         runner.register_hook(timer)

@@ -4,27 +4,26 @@ from __future__ import annotations
 
 import copy
 import gc
-import logging
 import os.path as osp
 import tempfile
 
 import torch
 from mmengine.config import Config
-from mmengine.runner import Runner
 
 from stag_seg.benchmark.step_timing import resolve_config, unique_visualizer
 from stag_seg.benchmark.timers import CLOCKS, elapsed, stamp
-from stag_seg.engine.launch import load_tta_config, quiet_console
+from stag_seg.engine.launch import load_tta_config
+from stag_seg.engine.runner import StreamRunner
 
 
 def _build_seconds(cfg: Config, name: str) -> dict[str, float]:
     cfg = copy.deepcopy(cfg)
     unique_visualizer(cfg, name)
+    cfg.console_log_level = 'ERROR'
     device = torch.device('cpu')
     start = stamp(device)
-    runner = Runner.from_cfg(cfg)
+    runner = StreamRunner.from_cfg(cfg)
     seconds = elapsed(start, stamp(device))
-    quiet_console(runner.logger, logging.ERROR)
     del runner
     gc.collect()
     return seconds
