@@ -1,6 +1,6 @@
 """The offline demo: Source vs TENT vs TENT+STAG on a drifting procedural street-scene stream.
 
-    python tools/demo.py [--rounds 3] [--images 50] [--data-root data/demo]
+    python tools/demo.py [--rounds 10] [--images 50] [--data-root data/demo]
                          [--work-dir work_dirs/demo] [--methods source tent tent+stag]
                          [--cfg-options KEY=VALUE ...]
 
@@ -17,15 +17,16 @@ from mmengine.config import DictAction
 
 warnings.filterwarnings('ignore', category=UserWarning, module=r'(mmseg|mmengine|mmcv)\.')
 import stag_seg  # noqa: E402,F401  (compat patches and registration)
-from stag_seg.demo.launch import DEFAULT_METHODS, DEMO_CONFIGS  # noqa: E402
+from stag_seg.demo.launch import DEFAULT_METHODS, DEMO_CONFIGS, DEMO_ROUNDS  # noqa: E402
 from stag_seg.demo.run import run_demo  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--rounds', type=int, default=3,
-                        help='passes over the stream (default: 3)')
+    parser.add_argument('--rounds', type=int, default=DEMO_ROUNDS,
+                        help='passes over the stream (default: %(default)s, a long horizon: '
+                        "TENT's drift shows)")
     parser.add_argument('--images', type=int, default=50,
                         help='stream images per condition: the first N rendered ones; fewer '
                         'than cached reuses the cache, more renders more (default: 50)')

@@ -15,6 +15,8 @@ DEMO_CONFIGS = {name: f"configs/demo/segformer_mini_demo-acdc_{name.replace('+',
                              'sar', 'sar+stag', 'cotta', 'cotta+stag')}
 #: what the demo runs unless --methods says otherwise
 DEFAULT_METHODS = ('source', 'tent', 'tent+stag')
+#: the demo's horizon (rounds over the stream) unless --rounds says otherwise
+DEMO_ROUNDS = 10
 #: cfg options with this prefix configure the STAG plug-in: applied to '+stag' methods only
 PLUGIN_OPTIONS = 'custom_hooks.'
 

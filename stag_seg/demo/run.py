@@ -7,7 +7,13 @@ from collections.abc import Sequence
 
 from stag_seg.datasets.acdc import ACDCDataset
 from stag_seg.demo.figure import figure_rows
-from stag_seg.demo.launch import DEFAULT_METHODS, repo_path, run_method, stream_subset
+from stag_seg.demo.launch import (
+    DEFAULT_METHODS,
+    DEMO_ROUNDS,
+    repo_path,
+    run_method,
+    stream_subset,
+)
 from stag_seg.demo.source_model import DEMO_CHECKPOINT
 from stag_seg.demo.synth import ensure_demo_data
 from stag_seg.demo.synth.cache import DEFAULT_PER_CONDITION
@@ -18,7 +24,7 @@ from stag_seg.reports.qualitative import qualitative_figure
 def run_demo(data_root: str = 'data/demo',
              work_dir: str = 'work_dirs/demo',
              checkpoint: str = DEMO_CHECKPOINT,
-             rounds: int = 3,
+             rounds: int = DEMO_ROUNDS,
              images_per_condition: int = DEFAULT_PER_CONDITION,
              methods: Sequence[str] = DEFAULT_METHODS,
              cfg_options: dict | None = None,

@@ -14,7 +14,7 @@ stream_dataloader = dict(
     num_workers=0, persistent_workers=False,
     dataset=dict(data_root='data/demo/acdc/', pipeline=demo_pipeline))
 stream_loop = dict(
-    num_rounds=3,
+    num_rounds=10,
     # the tiny demo model barely moves at the real protocol's 6e-5/8 within a few rounds;
     # a larger step compresses a long horizon into the demo's minutes
     optimizer=dict(lr=1e-4),
