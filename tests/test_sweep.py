@@ -413,3 +413,23 @@ def test_a_method_can_carry_its_own_cfg_options(tmp_path):
     assert runs['stag_l05'].cfg_options == {'custom_hooks.0.loss_weight': 0.5,
                                             'test_cfg.num_rounds': 1, 'randomness.seed': 0}
     assert 'custom_hooks.0.loss_weight' not in runs['tent'].cfg_options
+
+
+def test_a_method_can_name_its_own_baseline(tmp_path):
+    spec = tmp_path / 'pairs.py'
+    config = osp.join(REPO, 'configs', 'demo', 'segformer_mini_demo-acdc_tent.py')
+    spec.write_text(
+        f"methods = dict(tent=dict(config={config!r}), eata=dict(config={config!r}),\n"
+        f"               eata_stag=dict(config={config!r}, baseline='eata'),\n"
+        f"               tent_stag=dict(config={config!r}))\n"
+        "baseline = 'tent'\nseeds = [0]\n")
+    loaded = load_spec(str(spec))
+    assert loaded.baselines == {'tent': None, 'eata': None, 'eata_stag': 'eata',
+                                'tent_stag': 'tent'}
+    runs = {r.method: r for r in loaded.runs}
+    assert loaded.baseline_run(runs['eata_stag']) is runs['eata']
+    assert loaded.baseline_run(runs['eata']) is None
+    bad = tmp_path / 'bad.py'
+    bad.write_text(f"methods = dict(a=dict(config={config!r}, baseline='zzz'))\nseeds = [0]\n")
+    with pytest.raises(SweepSpecError, match=r"methods\.a\.baseline"):
+        load_spec(str(bad))

@@ -77,7 +77,7 @@ def defaults_report(spec_path: str, out_dir: str, prefix: str = 'stag-') -> str:
     spec = load_spec(spec_path)
     scores = collect_scores(spec, out_dir)
     methods = [m for m in dict.fromkeys(r.method for r in spec.runs) if m.startswith(prefix)]
-    settings = setting_gains(paired_differences(spec.runs, scores, spec.baseline),
+    settings = setting_gains(paired_differences(spec.runs, scores, spec.baselines),
                              methods=methods)
     if not settings:
         raise ValueError(f'{spec_path}: no STAG setting has finished paired runs in {out_dir}')

@@ -65,17 +65,22 @@ def summarize(runs: Sequence[Run], scores: Mapping[str, RunScores]) -> list[Cell
 
 
 def paired_differences(runs: Sequence[Run], scores: Mapping[str, RunScores],
-                       baseline: str | None, level: float = 0.95) -> list[PairedSummary]:
-    """Per non-baseline method x regime: seeds where both runs have a score, ``level``
-    t-interval of the difference (method - baseline)."""
-    if baseline is None:
-        return []
+                       baselines: str | Mapping[str, str | None] | None,
+                       level: float = 0.95) -> list[PairedSummary]:
+    """Per paired method x regime: seeds where both runs have a score, ``level`` t-interval
+    of the difference (method - its baseline). ``baselines``: one baseline for every other
+    method, or method -> baseline (None: not paired)."""
     methods, regimes = methods_and_regimes(runs)
+    if baselines is None:
+        return []
+    if isinstance(baselines, str):
+        baselines = {m: None if m == baselines else baselines for m in methods}
     by_key = {(r.method, r.regime, r.seed): r.name for r in runs}
     out = []
     for regime in regimes:
         for method in methods:
-            if method == baseline:
+            baseline = baselines.get(method)
+            if baseline is None:
                 continue
             diffs = {}
             for m in METRICS:
@@ -83,7 +88,7 @@ def paired_differences(runs: Sequence[Run], scores: Mapping[str, RunScores],
                 for r in runs:
                     if r.method != method or r.regime != regime:
                         continue
-                    base = by_key[(baseline, regime, r.seed)]
+                    base = by_key.get((baseline, regime, r.seed))
                     if r.name in scores and base in scores:
                         a, b = getattr(scores[r.name], m), getattr(scores[base], m)
                         if a is not None and b is not None:

@@ -80,15 +80,15 @@ def markdown(spec: SweepSpec, cells: Sequence[CellSummary], pairs: Sequence[Pair
                     [[c.regime, c.method, str(c.seeds),
                       *(_stat(c.stats[m], c.seeds) for m in METRICS)] for c in cells])
     if pairs:
-        lines += ['', f'## Paired difference to `{spec.baseline}` (same seed and regime), '
+        lines += ['', '## Paired difference to the baseline (same seed and regime), '
                   'mean [95% t-interval]', '']
         rows = []
         for p in pairs:
             n = max(iv.n for iv in p.diffs.values())
-            rows.append([p.regime, p.method, str(n),
+            rows.append([p.regime, p.method, p.baseline, str(n),
                          *(_interval(p.diffs[m], n) for m in METRICS)])
-        lines += _table(['regime', 'method', 'pairs', *(f'Δ {METRIC_TITLES[m]}'
-                                                        for m in METRICS)], rows)
+        lines += _table(['regime', 'method', 'baseline', 'pairs',
+                         *(f'Δ {METRIC_TITLES[m]}' for m in METRICS)], rows)
     if any(s.std is not None and s.std < 1e-9 for c in cells for s in c.stats.values()):
         lines += ['', 'Note: some cells are identical across seeds (std 0.00): the stream seed '
                   'changes nothing in those runs (e.g. a sequential stream of a deterministic '
@@ -168,7 +168,7 @@ def write_report(out_dir: str, spec: SweepSpec, scores: Mapping[str, RunScores],
                  unfinished: Mapping[str, str]) -> list[str]:
     """Write report.md, report.csv, runs.csv and report.png under ``out_dir``; their paths."""
     cells = summarize(spec.runs, scores)
-    pairs = paired_differences(spec.runs, scores, spec.baseline)
+    pairs = paired_differences(spec.runs, scores, spec.baselines)
     paths = [osp.join(out_dir, name) for name in REPORT_FILES]
     write_text_atomic(paths[0], markdown(spec, cells, pairs, scores, unfinished))
     write_text_atomic(paths[1], summary_csv(cells, pairs))

@@ -10,6 +10,7 @@ current directory, as ``tools/test_tta.py`` would take them::
                   checkpoint='checkpoints/segformer_mini_minicity.pth',
                   cfg_options=dict(stag_weight=1.0)))
     baseline = 'tent'                     # optional: every other method is paired with it
+                                          # (a method's own baseline='...' overrides it)
     options = dict(lr='test_cfg.optimizer.lr', order='test_cfg.order',
                    rounds='test_cfg.num_rounds')   # optional: short names of cfg keys
     cfg_options = dict(rounds=1)          # optional: for every run
@@ -80,16 +81,20 @@ class SweepSpec:
     baseline: str | None
     resources: dict[str, Any]
     env: dict[str, str]
+    #: each method's baseline (a method's own ``baseline`` key, else the spec's), None for
+    #: the baselines themselves and when there is none
+    baselines: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         return osp.splitext(osp.basename(self.path))[0]
 
     def baseline_run(self, run: Run) -> Run | None:
-        """The baseline's run with ``run``'s regime and seed (None for the baseline itself)."""
-        if self.baseline is None or run.method == self.baseline:
+        """The baseline's run with ``run``'s regime and seed (None for a baseline itself)."""
+        baseline = self.baselines.get(run.method)
+        if baseline is None:
             return None
-        name = run_name(self.baseline, run.regime, run.seed)
+        name = run_name(baseline, run.regime, run.seed)
         return next(r for r in self.runs if r.name == name)
 
 
@@ -211,10 +216,10 @@ def _methods(check: _Checker, aliases: dict[str, str], methods: Any
         key = f'methods.{name}'
         check.name(name, key)
         base = check.dict_of(base, key)
-        unknown = sorted(set(base) - {'config', 'checkpoint', 'cfg_options'})
+        unknown = sorted(set(base) - {'config', 'checkpoint', 'cfg_options', 'baseline'})
         if unknown:
             check.fail(f'{key}.{unknown[0]}',
-                       'unknown key (expected config, checkpoint, cfg_options)')
+                       'unknown key (expected config, checkpoint, cfg_options, baseline)')
         if 'config' not in base:
             check.fail(f'{key}.config', 'missing (the method\'s test_tta.py config)')
         config = check.file(base['config'], f'{key}.config')
@@ -270,6 +275,14 @@ def load_spec(path: str) -> SweepSpec:
     baseline = raw.get('baseline')
     if baseline is not None and baseline not in methods:
         check.fail('baseline', f'{baseline!r} is not one of the methods {sorted(methods)}')
+    own = {name: base.get('baseline') for name, base in raw['methods'].items()}
+    for name, base in own.items():
+        if base is not None and (base not in methods or base == name):
+            check.fail(f'methods.{name}.baseline', f'{base!r} is not another of the methods '
+                       f'{sorted(methods)}')
+    targets = {b for b in own.values() if b} | ({baseline} if baseline else set())
+    baselines = {name: None if name in targets else (own[name] or baseline)
+                 for name in methods}
     env = check.dict_of(raw.get('env', {}), 'env')
     for key, value in env.items():
         if not isinstance(value, str):
@@ -289,7 +302,7 @@ def load_spec(path: str) -> SweepSpec:
         dup = next(n for n in names if names.count(n) > 1)
         check.fail('regimes', f'two runs would share the name {dup!r}')
     return SweepSpec(osp.abspath(path), runs, baseline, _resources(check, raw.get(
-        'resources', {})), env)
+        'resources', {})), env, baselines)
 
 
 def methods_and_regimes(runs: Sequence[Run]) -> tuple[list[str], list[str]]:
