@@ -44,8 +44,8 @@ cfg_options = dict(rounds=10, subset=25, shuffle=True, forgetting_every=10)
 regimes = {
     'lr1e-4': dict(lr=1e-4),
     'lr1e-3': dict(lr=1e-3),
-    'mixed': dict(lr=1e-4, order='mixed'),
-    'dirichlet': dict(lr=1e-4, order='dirichlet', gamma=0.1),
+    'mixed': dict(lr=1e-4, order='mixed', shuffle=False),           # the order is the mix's
+    'dirichlet': dict(lr=1e-4, order='dirichlet', gamma=0.1, shuffle=False),  # or the draw's
 }
 seeds = [0, 1, 2]
 resources = dict(num_cpus=1, num_gpus=0)
