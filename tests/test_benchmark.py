@@ -1,5 +1,6 @@
-"""tools/benchmark.py's code path on the tiny model: table, JSON, ratios, the loop's split and
-the targets (values and their relations, not timings)."""
+"""tools/benchmark.py's code path on the tiny model: variants from the stream configs, CoTTA's
+views, EATA's Fisher before the timed steps, table, JSON, ratios, the loop's split and the
+targets (values and their relations, not timings)."""
 import copy
 import importlib.util
 import inspect
@@ -21,8 +22,13 @@ from stag_seg.benchmark.fixtures import synthetic_batch, write_acdc_stream
 from stag_seg.benchmark.isolation import run_in_fresh_process
 from stag_seg.benchmark.loop_timing import SPLIT, IterationTimer, iteration_split
 from stag_seg.benchmark.memory import MB, BackwardMark, persistent_bytes, step_peak_bytes
+from stag_seg.benchmark.method_configs import find_stream_config
 from stag_seg.benchmark.report import BF16_TARGET, LOOP_TARGET, NO_GPU, POSTPROCESS_TARGET_MS
-from stag_seg.benchmark.step_timing import AdapterStep, build_steps, loop_options
+from stag_seg.benchmark.step_timing import (
+    AdapterStep,
+    build_steps,
+    loop_options,
+)
 from stag_seg.benchmark.timers import PhaseTimers
 from stag_seg.benchmark.variants import BASELINE, build_variants, speed_name, stag_name
 from stag_seg.engine.adapter import TTAAdapter
@@ -32,31 +38,80 @@ from stag_seg.registry import TTA_METHODS
 pytestmark = pytest.mark.filterwarnings('ignore:The draw is False:UserWarning')
 SIZE, STREAM = (36, 64), (72, 128)          # the stream's 16:9, resized by half
 SPEED = ['bf16', 'channels_last']
+SHIPPED = osp.join(REPO, 'configs', 'segformer', 'segformer_mit-b5_cs2acdc_{}.py')
+#: the methods with a shipped -stag config, in the variants' order (registered order)
+STAG_BASES = ['cotta', 'eata', 'sar']
+#: a tiny CoTTA stream: the tiny model's stream with 2 views (the base view and x1.5) and an
+#: alpha that the shipped config does not have (so that its use is visible)
+TINY_COTTA = """_base_ = [{tiny!r}]
+views = dict(type='TestTimeAugSharedLabel', transforms=[
+    [dict(type='Resize', scale_factor=r, keep_ratio=True) for r in (1.0, 1.5)],
+    [dict(type='RandomFlip', prob=0.0, direction='horizontal')],
+    [dict(type='PackSegInputs')]])
+test_dataloader = dict(dataset=dict(pipeline=[
+    dict(type='LoadImageFromFile'), dict(type='Resize', scale=(960, 540), keep_ratio=True),
+    dict(type='LoadExactAnnotations'), views]))
+test_cfg = dict(method=dict(type='cotta', alpha=0.99, threshold=0.69, restore_prob=0.01))
+"""
+
+
+def tiny_cotta_configs(folder) -> dict[str, str]:
+    """--method-configs for a 2-view CoTTA (and + STAG) on the tiny model."""
+    cotta, stag = folder / 'tiny_cotta.py', folder / 'tiny_cotta-stag.py'
+    cotta.write_text(TINY_COTTA.format(tiny=TINY_CONFIG))
+    stag.write_text("_base_ = ['./tiny_cotta.py']\ncustom_hooks = [dict(type='STAGHook')]\n")
+    return {'cotta': str(cotta), 'cotta-stag': str(stag)}
 
 
 @pytest.fixture(scope='module')
-def report(tmp_path_factory):
+def cotta_configs(tmp_path_factory):
+    return tiny_cotta_configs(tmp_path_factory.mktemp('configs'))
+
+
+@pytest.fixture(scope='module')
+def report(tmp_path_factory, cotta_configs):
     out = str(tmp_path_factory.mktemp('bench') / 'benchmark.json')
     lines: list[str] = []
     result = run_benchmark([TINY_CONFIG], size=SIZE, device='cpu', num_steps=2, warmup=1,
                            speed=SPEED, loop_images=3, stream_size=STREAM, loop_workers=1,
                            startup_reps=1, postprocess_reps=1, out=out,
+                           method_configs=cotta_configs, view_steps=1,
                            print_fn=lines.append)
     return result, out, '\n'.join(lines)
 
 
-def test_variants_are_every_registered_method_stag_forms_and_speed_options(report):
+def test_variants_are_every_method_each_with_stag_stag_forms_and_speed_options(report,
+                                                                               cotta_configs):
     result, _, text = report
-    names = [r['variant'] for r in result['configs'][0]['variants']]
-    methods = sorted(TTA_METHODS.module_dict)
+    rows = result['configs'][0]['variants']
+    names = [r['variant'] for r in rows]
+    # every registered method with a stream config (one registered by another test has none)
+    methods = sorted(m for m in TTA_METHODS.module_dict
+                     if find_stream_config(TINY_CONFIG, m, cotta_configs) is not None)
+    assert {'source', 'bn-adapt', 'tent', 'tent-pl', 'eata', 'sar', 'cotta'} <= set(methods)
     assert sorted(names[:len(methods)]) == methods and names[:2] == ['source', 'tent']
-    assert names[len(methods):] == [stag_name('feature, kspace'), stag_name('classifier'),
-                                    stag_name('feature, naive'), 'tent [bf16]',
-                                    'tent [channels_last]']
-    rows = {r['variant']: r for r in result['configs'][0]['variants']}
-    assert rows['tent [bf16]']['options'] == {'amp': 'bf16'}
-    assert rows[stag_name('classifier')]['plugins'] == [dict(type='STAGHook',
-                                                             grad_space='classifier')]
+    assert names[len(methods):] == [
+        stag_name('feature, kspace'), stag_name('classifier'), stag_name('feature, naive'),
+        *[stag_name('classifier', m) for m in STAG_BASES], 'tent [bf16]', 'tent [channels_last]']
+    by_name = {r['variant']: r for r in rows}
+    assert by_name['tent [bf16]']['options'] == {'amp': 'bf16'}
+    assert by_name[stag_name('classifier')]['plugins'] == [dict(type='STAGHook',
+                                                                grad_space='classifier')]
+    # every method's options are its stream config's test_cfg.method (no bare defaults):
+    # the shipped SegFormer-B5 configs (the tiny config has no siblings), CoTTA's given
+    for method in methods:
+        path = cotta_configs['cotta'] if method == 'cotta' else SHIPPED.format(method)
+        expected = Config.fromfile(path).test_cfg.method
+        assert by_name[method]['method'] == expected and by_name[method]['base'] is None
+        assert by_name[method]['stream_config'] == path
+    assert by_name['eata']['method']['fisher_dataset']['type'] == 'CityscapesDataset'
+    assert by_name['cotta']['method']['alpha'] == 0.99          # the given config's
+    for method in STAG_BASES:       # + STAG: the -stag config's method and STAGHook (defaults)
+        row = by_name[stag_name('classifier', method)]
+        assert row['base'] == method and row['plugins'] == [dict(type='STAGHook')]
+        assert row['method'] == by_name[method]['method']
+    assert by_name['cotta + STAG (classifier)']['stream_config'] == cotta_configs['cotta-stag']
+    assert 'variants on tiny_segformer_acdc.py: source, tent' in text
     for name in names:
         assert name in text
 
@@ -69,8 +124,10 @@ def test_table_ratios_and_memory_relations(report):
     assert 'median ms/step' in text and 'peak MB' in text
     assert config['clock'] == 'cpu'                  # CPU, one torch thread
     for row in rows.values():
-        assert len(row['times_ms']) == 2 and all(t > 0 for t in row['times_ms'])
-        assert row['times_ms'] == row['cpu_times_ms'] and len(row['wall_times_ms']) == 2
+        steps = 1 if row['views'] > 1 else 2             # view_steps=1 for CoTTA's views
+        assert row['steps'] == len(row['times_ms']) == steps
+        assert all(t > 0 for t in row['times_ms'])
+        assert row['times_ms'] == row['cpu_times_ms'] and len(row['wall_times_ms']) == steps
         assert row['median_ms'] == pytest.approx(statistics.median(row['times_ms']))
         assert row['wall_median_ms'] == pytest.approx(statistics.median(row['wall_times_ms']))
         assert row['time_ratio'] == pytest.approx(row['median_ms'] / base['median_ms'])
@@ -78,23 +135,27 @@ def test_table_ratios_and_memory_relations(report):
         assert row['memory_ratio'] == pytest.approx(row['peak_mb'] / base['peak_mb'])
     assert base['time_ratio'] == 1.0 and base['memory_ratio'] == 1.0
     assert rows['source']['step_mb'] < base['step_mb']           # no autograd graph
-    assert rows['source']['at_backward_mb'] is None
-    assert all(rows[n]['at_backward_mb'] > base['persistent_mb'] for n in rows if n != 'source')
+    no_backward = {'source', 'bn-adapt'}                          # forward-only methods
+    assert all(rows[n]['at_backward_mb'] is None for n in no_backward)
+    assert all(rows[n]['at_backward_mb'] > base['persistent_mb'] for n in rows
+               if n not in no_backward)
     # the step split: on CPU the timed steps themselves, each step's parts sum to its time
     for row in rows.values():
-        assert len(row['split_times_ms']) == 2
+        assert len(row['split_times_ms']) == row['steps']
         for parts, total in zip(row['split_times_ms'], row['times_ms'], strict=True):
             assert sum(parts.values()) == pytest.approx(total, rel=1e-9)
         assert row['split_ms']['forward'] > 0
     assert rows['source']['split_ms']['backward'] == 0.0            # no update: no backward
     assert rows['source']['split_ms']['update'] == 0.0
-    assert all(rows[n]['split_ms']['backward'] > 0 for n in rows if n != 'source')
+    assert rows['bn-adapt']['split_ms']['backward'] == 0.0
+    assert all(rows[n]['split_ms']['backward'] > 0 for n in rows if n not in no_backward)
     assert rows[stag_name('classifier')]['split_ms']['plugin terms'] > 0
     assert base['split_ms']['plugin terms'] < 0.1          # called, with no plug-in
     assert 'step split (median ms' in text
     # the STAG term alone: only for the rows with the plug-in
     assert {n for n, r in rows.items() if r['stag_term_ms'] is not None} == {
-        stag_name(f) for f in ('feature, kspace', 'classifier', 'feature, naive')}
+        *(stag_name(f) for f in ('feature, kspace', 'classifier', 'feature, naive')),
+        *(stag_name('classifier', m) for m in STAG_BASES)}
     assert 'STAG term alone' in text and 'K-space vs naive C-space' in text
     kn = config['kspace_vs_naive']
     assert kn['saved_mb'] == pytest.approx(rows[stag_name('feature, naive')]['peak_mb']
@@ -107,7 +168,7 @@ def test_table_ratios_and_memory_relations(report):
 def test_persistent_memory_is_weights_buffers_and_adam_state():
     """Independent count: every parameter and buffer, plus Adam's two moments and its step
     counter for each adapted (norm affine) parameter."""
-    variants = build_variants(['tent'])[:1]
+    variants = build_variants(TINY_CONFIG, ['tent'])[:1]
     step = build_steps(TINY_CONFIG, SIZE, torch.device('cpu'), variants,
                        synthetic_batch(SIZE))['tent']
     step.step()
@@ -127,7 +188,7 @@ def test_benchmark_step_is_the_adapters_step_with_the_configs_optimizer():
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     batch = synthetic_batch(SIZE)
-    ours = AdapterStep(copy.deepcopy(model), build_variants(['tent'])[0],
+    ours = AdapterStep(copy.deepcopy(model), build_variants(TINY_CONFIG, ['tent'])[0],
                        {k: opt[k] for k in ('classifier', 'optimizer', 'optim_wrapper')},
                        batch)
     reference = TTAAdapter(copy.deepcopy(model), TTA_METHODS.build(dict(type='tent')),
@@ -326,10 +387,10 @@ def test_generated_stream_is_an_acdc_domain(tmp_path):
 
 def test_unknown_method_or_speed_option_is_one_clear_error():
     with pytest.raises(ValueError, match=r"--methods: unknown method\(s\) \['nope'\]"):
-        build_variants(['nope'])
+        build_variants(TINY_CONFIG, ['nope'])
     with pytest.raises(ValueError, match=r"--speed: unknown option\(s\) \['fast'\]"):
-        build_variants(['tent'], ['fast'])
-    names = [v.name for v in build_variants(['source'], ['tf32'])]
+        build_variants(TINY_CONFIG, ['tent'], ['fast'])
+    names = [v.name for v in build_variants(TINY_CONFIG, ['source'], ['tf32'])]
     assert names[:2] == ['source', 'tent'] and names[-1] == speed_name('tf32')
 
 

@@ -11,6 +11,7 @@ import time
 import torch
 from mmengine.hooks import Hook
 
+from stag_seg.benchmark.batches import set_stream_resize
 from stag_seg.benchmark.fixtures import FULL_RESOLUTION, synthetic_batch, write_acdc_stream
 from stag_seg.benchmark.step_timing import (
     AdapterStep,
@@ -84,15 +85,6 @@ def iteration_split(timer: IterationTimer, clock: str) -> list[dict[str, float]]
     return out
 
 
-def _set_resize(cfg, size: tuple[int, int]) -> None:
-    """Points the stream pipeline's Resize at ``size`` (H, W), keeping the ratio as shipped."""
-    resizes = [t for t in cfg.test_dataloader.dataset.pipeline if t['type'] == 'Resize']
-    if len(resizes) != 1:
-        raise ValueError(f'{cfg.filename}: the stream pipeline needs one Resize to benchmark '
-                         f'at another input size, found {len(resizes)}')
-    resizes[0]['scale'] = (size[1], size[0])
-
-
 def benchmark_loop(config: str, size: tuple[int, int] | None, num_images: int,
                    device: torch.device, amp: str | None = None,
                    stream_size: tuple[int, int] = FULL_RESOLUTION,
@@ -135,7 +127,7 @@ def benchmark_loop(config: str, size: tuple[int, int] | None, num_images: int,
         cfg.custom_hooks = []                     # plain tent, as the bare step
         unique_visualizer(cfg, f'loop_{osp.basename(tmp)}')
         if size is not None:
-            _set_resize(cfg, size)
+            set_stream_resize(cfg, size)
         loader = cfg.test_dataloader
         if num_workers is not None:
             loader.num_workers = num_workers
@@ -183,10 +175,11 @@ def loop_with_bare_step(config: str, size: tuple[int, int], num_images: int,
                         stream_size: tuple[int, int] = FULL_RESOLUTION,
                         num_workers: int | None = None, instrument: bool = True) -> dict:
     """:func:`benchmark_loop` with a bare TENT step of the same precision after each image,
-    on its own copy of the config's model (what :func:`~stag_seg.benchmark.isolation.
-    run_in_fresh_process` runs in a fresh process)."""
+    on its own copy of the config's model (random init, as the loop's, not calibrated; what
+    :func:`~stag_seg.benchmark.isolation.run_in_fresh_process` runs in a fresh process)."""
     variant = Variant(BASELINE, dict(type=BASELINE), options={'amp': amp} if amp else {})
-    bare = build_steps(config, size, device, [variant], synthetic_batch(size))[BASELINE]
+    bare = build_steps(config, size, device, [variant], synthetic_batch(size),
+                       calibrate=False)[BASELINE]
     try:
         return benchmark_loop(config, size, num_images, device, amp, stream_size, num_workers,
                               instrument, bare)

@@ -109,8 +109,13 @@ def step_peak_bytes(fn: Callable[[], object], device: torch.device,
 
 
 def _tensors(obj) -> Iterator[torch.Tensor]:
+    """Every tensor in ``obj``: a tensor, a module's parameters and buffers, or the tensors
+    in a dict's values or a list's or tuple's items (recursively)."""
     if isinstance(obj, torch.Tensor):
         yield obj
+    elif isinstance(obj, torch.nn.Module):
+        yield from obj.parameters()
+        yield from obj.buffers()
     elif isinstance(obj, dict):
         for value in obj.values():
             yield from _tensors(value)
@@ -121,12 +126,16 @@ def _tensors(obj) -> Iterator[torch.Tensor]:
 
 def persistent_bytes(step: AdapterStep) -> int:
     """Bytes a variant holds between steps: the model's parameters and buffers, the optimizer
-    state, and the method's and plug-ins' own state (e.g. a teacher model), each storage once."""
+    state, and the method's and plug-ins' own state, each storage once. The method's is its
+    ``state_dict`` and every tensor or module among its attributes, so what it keeps outside
+    its resume state counts too (CoTTA's frozen anchor model, SAR's source parameters and
+    optimizer state for recovery)."""
     adapter = step.adapter
     tensors = [*adapter.model.parameters(), *adapter.model.buffers()]
     if adapter.optim_wrapper is not None:
         tensors += list(_tensors(list(adapter.optim_wrapper.optimizer.state.values())))
     tensors += list(_tensors(adapter.method.state_dict()))
+    tensors += list(_tensors(vars(adapter.method)))
     tensors += list(_tensors([p.state_dict() for p in adapter.plugins]))
     storages = {(t.device, t.untyped_storage().data_ptr()): t.untyped_storage().nbytes()
                 for t in tensors}

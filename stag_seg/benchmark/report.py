@@ -60,20 +60,66 @@ def format_machine(info: dict) -> str:
             f'{load}')
 
 
+def _names(rows: Sequence[dict]) -> str:
+    return ', '.join(r['variant'] for r in rows)
+
+
+def format_notes(result: dict) -> list[str]:
+    """The table's notes: the classifier's calibration, the variants with test-time-augmented
+    views and their timed steps, and the one-off work done in the warm-up."""
+    notes = []
+    cal = result.get('calibration')
+    if cal is not None:
+        notes.append(f"  classifier scaled x{cal['scale']:.3g} (random init gives near-uniform "
+                     f"logits): median pixel entropy {cal['target_nats']:.2f} nats = E0/2; "
+                     f"pixels below EATA's / SAR's E0 = {cal['margin_nats']:.2f}: "
+                     f"{100 * cal['reliable_before']:.0f}% -> "
+                     f"{100 * cal['reliable_after']:.0f}%")
+    viewed = [r for r in result['variants'] if r['views'] > 1]
+    if viewed:
+        counts = sorted({r['steps'] for r in viewed})
+        notes.append(f"  {_names(viewed)}: {viewed[0]['views']} test-time-augmented views per "
+                     f"step (the config's pipeline), {'/'.join(map(str, counts))} timed "
+                     f"step(s) spread over the rounds")
+    if result.get('one_off_in_warmup'):
+        names = ', '.join(result['one_off_in_warmup'])
+        what = ', '.join(sorted(set(result['one_off_in_warmup'].values())))
+        notes.append(f"  {names}: timed after {what}, computed in the warm-up from "
+                     f"{result['source_batches']} copies of the batch (not part of a step)")
+    return notes
+
+
 def format_table(result: dict) -> str:
     """The per-config table: variant, median ms/step (on the ratio clock), x tent, peak MB,
-    x tent, the MB the step holds when its backward starts, and the median wall ms/step."""
+    x tent, the MB the step holds when its backward starts, the median wall ms/step, and
+    how many timed steps updated the model (of those timed)."""
     h, w = result['size']
     lines = [f"{osp.basename(result['config'])}: input {h}x{w}, {result['steps']} steps per "
              f"variant after {result['warmup']} warm-up, interleaved in shuffled rounds",
+             *format_notes(result),
              f"{'variant':<32}{'median ms/step':>15}{'x tent':>8}{'peak MB':>10}{'x tent':>8}"
-             f"{'MB at backward':>16}{'wall ms':>10}"]
+             f"{'MB at backward':>16}{'wall ms':>10}{'updates':>9}"]
     for r in result['variants']:
         at_backward = r['at_backward_mb']
+        updates = '-' if r['updated_steps'] is None else f"{r['updated_steps']}/{r['steps']}"
         lines.append(f"{r['variant']:<32}{r['median_ms']:>15.1f}{r['time_ratio']:>8.3f}"
                      f"{r['peak_mb']:>10.1f}{r['memory_ratio']:>8.3f}"
                      + (f'{at_backward:>16.1f}' if at_backward is not None else f"{'-':>16}")
-                     + f"{r['wall_median_ms']:>10.1f}")
+                     + f"{r['wall_median_ms']:>10.1f}{updates:>9}")
+    return '\n'.join(lines)
+
+
+def format_ratios(result: dict) -> str:
+    """The informational ratios (not targets): each method's median time and peak memory over
+    TENT's, and each method + STAG's over its method's (STAG's overhead on every base)."""
+    rows = result['variants']
+    methods = [r for r in rows if r['base'] is None and not r['options']
+               and r['variant'] != BASELINE]
+    lines = ['ratios (informational, not targets): median time, peak memory']
+    lines += [f"  {r['variant']} / {BASELINE}: x{r['time_ratio']:.3f}, "
+              f"x{r['memory_ratio']:.3f}" for r in methods]
+    lines += [f"  {r['variant']} / {r['base']}: x{r['time_vs_base']:.3f}, "
+              f"x{r['memory_vs_base']:.3f}" for r in rows if r['base'] is not None]
     return '\n'.join(lines)
 
 
@@ -97,12 +143,11 @@ def format_split_table(result: dict, parts: Sequence[str]) -> str:
 
 def format_term_line(result: dict) -> str:
     rows = {r['variant']: r for r in result['variants']}
-    base = rows[BASELINE]['median_ms']
-    parts = [f"{name.replace(BASELINE + ' + STAG ', '')} {r['stag_term_ms']:.1f} ms "
-             f"({100 * r['stag_term_ms'] / base:.2f}%)"
+    parts = [f"{name} {r['stag_term_ms']:.1f} ms "
+             f"({100 * r['stag_term_ms'] / rows[r['base']]['median_ms']:.2f}%)"
              for name, r in rows.items() if r['stag_term_ms'] is not None]
-    return ("STAG term alone (forward + backward on one step's logits, % of the tent step): "
-            + ', '.join(parts))
+    return ("STAG term alone (forward + backward on one step's logits, % of its base "
+            "method's step): " + ', '.join(parts))
 
 
 def format_kspace_line(result: dict) -> str:

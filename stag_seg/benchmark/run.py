@@ -9,12 +9,12 @@ import os
 import os.path as osp
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from stag_seg.benchmark.fixtures import FULL_RESOLUTION, synthetic_batch
+from stag_seg.benchmark.fixtures import FULL_RESOLUTION
 from stag_seg.benchmark.isolation import run_in_fresh_process
 from stag_seg.benchmark.loop_timing import loop_with_bare_step
 from stag_seg.benchmark.memory import MB, measure_memory
@@ -25,6 +25,7 @@ from stag_seg.benchmark.report import (
     format_loop,
     format_machine,
     format_postprocess,
+    format_ratios,
     format_split_table,
     format_startup,
     format_table,
@@ -35,7 +36,13 @@ from stag_seg.benchmark.report import (
 )
 from stag_seg.benchmark.stag_term import classifier_shape, plugin_term_ms
 from stag_seg.benchmark.startup import time_runner_build
-from stag_seg.benchmark.step_timing import STEP_PHASES, build_steps, time_steps
+from stag_seg.benchmark.step_timing import (
+    SOURCE_BATCHES,
+    STEP_PHASES,
+    build_steps,
+    one_off_pending,
+    time_steps,
+)
 from stag_seg.benchmark.timers import CLOCKS, ratio_clock
 from stag_seg.benchmark.variants import (
     BASELINE,
@@ -43,6 +50,7 @@ from stag_seg.benchmark.variants import (
     build_variants,
     hook_default_variant,
     stag_name,
+    unconfigured_methods,
 )
 from stag_seg.plugins.stag import STAG_DEFAULTS
 
@@ -58,65 +66,90 @@ DEFAULT_WARMUP = {'cuda': 10, 'cpu': 1}
 #: ran ~10x slower and far noisier; one thread keeps the ratios stable.
 DEFAULT_THREADS = {'cuda': None, 'cpu': 1}
 DEFAULT_LOOP_IMAGES = {'cuda': 40, 'cpu': 10}
+#: timed steps of the variants with test-time-augmented views (CoTTA: 14 views, about 10
+#: TENT steps each) per device (None: --steps); on CPU 8 would take ~15 minutes on B5 alone
+DEFAULT_VIEW_STEPS = {'cuda': None, 'cpu': 2}
+#: the methods timed on the configs after the first, per device (None: as on the first);
+#: on CPU TENT only (with STAG's forms: the targets), to keep a run within ~15 minutes
+DEFAULT_LATER_METHODS = {'cuda': None, 'cpu': ('tent',)}
 #: TENT with these speed options is timed on the first config (keys of SPEED_VARIANTS)
 DEFAULT_SPEED = {'cuda': ('bf16', 'tf32', 'channels_last'), 'cpu': ('bf16',)}
 #: the parts of a step in the split table
-SPLIT_PARTS = (*STEP_PHASES.values(), 'loss + other')
+SPLIT_PARTS = (*dict.fromkeys(STEP_PHASES.values()), 'loss + other')
 #: precisions of the loop runs (fp32 first: the loop target's)
 DEFAULT_LOOP_PRECISIONS = ('fp32', 'bf16')
 
 
 def benchmark_config(config: str, size: tuple[int, int], device: torch.device,
                      variants: Sequence[Variant], num_steps: int, warmup: int,
-                     split_rounds: int = 3) -> dict:
-    """Times and memory of every variant on one config; ratios to TENT."""
+                     view_steps: int | None = None, split_rounds: int = 3) -> dict:
+    """Times and memory of every variant on one config; ratios to TENT and, for a method +
+    STAG, to the method alone. Variants whose batch has test-time-augmented views (CoTTA)
+    get ``view_steps`` timed steps (None: ``num_steps``)."""
     ratio = ratio_clock(device)
     clock = [time.perf_counter()]
-    steps = build_steps(config, size, device, variants, synthetic_batch(size))
+    steps = build_steps(config, size, device, variants)
     base_model = steps[BASELINE].model
     num_params = sum(p.numel() for p in base_model.parameters())
     num_adapted = sum(p.numel() for p in steps[BASELINE].adapter.params)
+    counts = {name: (min(num_steps, view_steps) if step.views > 1 and view_steps is not None
+                     else num_steps) for name, step in steps.items()}
+    one_off = {name: pending for name, step in steps.items()
+               if (pending := one_off_pending(step.adapter.method)) is not None}
     clock.append(time.perf_counter())
     # on CPU the timed rounds are split too (the timers' device syncs are no-ops there); on
     # CUDA the syncs would stall the step's queue, so extra rounds are split instead
-    times = time_steps(steps, num_steps, warmup, device, split=device.type == 'cpu')
+    times = time_steps(steps, num_steps, warmup, device, split=device.type == 'cpu',
+                       counts=counts)
     if device.type != 'cpu':
-        times['split'] = time_steps(steps, split_rounds, 0, device, split=True)['split']
+        times['split'] = time_steps(steps, split_rounds, 0, device, split=True,
+                                    counts=counts)['split']
     clock.append(time.perf_counter())
     memory = measure_memory(steps, device)
     shape = classifier_shape(steps[BASELINE])
     term_ms = {name: plugin_term_ms(step, device, ratio) for name, step in steps.items()}
     clock.append(time.perf_counter())
+    views = {name: step.views for name, step in steps.items()}
+    updates = {name: step.updates for name, step in steps.items()}
     for step in steps.values():
         step.close()
-    base_ms = statistics.median(times[ratio][BASELINE]) * 1e3
-    base_mb = memory[BASELINE]['peak_mb']
+    medians = {v.name: statistics.median(times[ratio][v.name]) * 1e3 for v in variants}
     rows = []
     for variant in variants:
-        median_ms = statistics.median(times[ratio][variant.name]) * 1e3
-        rows.append({'variant': variant.name, 'method': variant.method,
+        name = variant.name
+        median_ms, peak_mb = medians[name], memory[name]['peak_mb']
+        base = variant.base
+        rows.append({'variant': name, 'method': variant.method,
                      'plugins': variant.plugins, 'options': variant.options,
-                     'median_ms': median_ms, 'time_ratio': median_ms / base_ms,
-                     'times_ms': [t * 1e3 for t in times[ratio][variant.name]],
-                     **{f'{c}_median_ms': statistics.median(times[c][variant.name]) * 1e3
+                     'stream_config': variant.stream_config, 'base': base,
+                     'views': views[name], 'steps': len(times[ratio][name]),
+                     'updated_steps': sum(times['updated'][name]) if updates[name] else None,
+                     'stats': times['stats'][name],
+                     'median_ms': median_ms, 'time_ratio': median_ms / medians[BASELINE],
+                     'times_ms': [t * 1e3 for t in times[ratio][name]],
+                     **{f'{c}_median_ms': statistics.median(times[c][name]) * 1e3
                         for c in CLOCKS},
-                     **{f'{c}_times_ms': [t * 1e3 for t in times[c][variant.name]]
-                        for c in CLOCKS},
-                     **memory[variant.name],
+                     **{f'{c}_times_ms': [t * 1e3 for t in times[c][name]] for c in CLOCKS},
+                     **memory[name],
                      'split_ms': {part: statistics.median(p[part] for p in
-                                                          times['split'][ratio][variant.name])
+                                                          times['split'][ratio][name])
                                   * 1e3 for part in SPLIT_PARTS},
                      'split_times_ms': [{k: v * 1e3 for k, v in p.items()}
-                                        for p in times['split'][ratio][variant.name]],
-                     'stag_term_ms': term_ms[variant.name],
-                     'memory_ratio': memory[variant.name]['peak_mb'] / base_mb})
+                                        for p in times['split'][ratio][name]],
+                     'stag_term_ms': term_ms[name],
+                     'memory_ratio': peak_mb / memory[BASELINE]['peak_mb'],
+                     'time_vs_base': None if base is None else median_ms / medians[base],
+                     'memory_vs_base': (None if base is None
+                                        else peak_mb / memory[base]['peak_mb'])})
     by_name = {r['variant']: r for r in rows}
     kspace, naive = by_name[stag_name('feature, kspace')], by_name[stag_name('feature, naive')]
     base_backward = by_name[BASELINE]['at_backward_mb']
     return {
         'config': config, 'size': list(size), 'steps': num_steps, 'warmup': warmup,
-        'clock': ratio,
+        'view_steps': view_steps, 'clock': ratio,
         'num_params': num_params, 'num_adapted_params': num_adapted, 'classifier': shape,
+        'calibration': steps.calibration,
+        'one_off_in_warmup': one_off, 'source_batches': SOURCE_BATCHES,
         'variants': rows,
         'phase_s': dict(zip(('build', 'timing', 'memory_and_term'), np.diff(clock).tolist(),
                             strict=True)),
@@ -178,12 +211,19 @@ def run_benchmark(configs: Sequence[str] = DEFAULT_CONFIGS,
                   postprocess_reps: int = 5,
                   out: str | None = 'work_dirs/benchmark.json',
                   threads: int | None = None,
+                  method_configs: Mapping[str, str] | None = None,
+                  later_methods: Sequence[str] | None = None,
+                  view_steps: int | None = None,
                   print_fn: Callable[[str], None] | None = print) -> dict:
     """Runs everything, prints the tables and the targets and writes the JSON; returns the
     JSON's content.
 
     ``None`` options take the device's defaults (``DEFAULT_SIZE``, ``DEFAULT_STEPS``, ...).
-    ``methods`` default to every registered TTA method; the ``speed`` variants, the start-up
+    ``methods`` default to every registered TTA method, each with its stream config's options
+    (``method_configs`` maps a name such as 'cotta' or 'eata-stag' to another config); the
+    configs after the first time ``later_methods`` (``DEFAULT_LATER_METHODS``; ``['all']``:
+    every registered one); the variants with test-time-augmented views get ``view_steps``
+    timed steps (``DEFAULT_VIEW_STEPS``). The ``speed`` variants, the start-up
     and the loop run on the first config only; the post-processing benchmark uses
     ``stream_size`` as the output size and always runs on one CPU thread. The loop and the
     post-processing run in fresh processes (:mod:`~stag_seg.benchmark.isolation`).
@@ -204,27 +244,41 @@ def run_benchmark(configs: Sequence[str] = DEFAULT_CONFIGS,
     size = tuple(size)
     num_steps = DEFAULT_STEPS[kind] if num_steps is None else num_steps
     warmup = DEFAULT_WARMUP[kind] if warmup is None else warmup
-    if num_steps < 1 or warmup < 0:
-        raise ValueError('--steps must be >= 1 and --warmup >= 0')
+    view_steps = DEFAULT_VIEW_STEPS[kind] if view_steps is None else view_steps
+    if num_steps < 1 or warmup < 1 or (view_steps is not None and view_steps < 1):
+        raise ValueError('--steps and --view-steps must be >= 1, and --warmup >= 1 (the first '
+                         "step of a variant does one-off work: EATA's Fisher information)")
     loop_images = DEFAULT_LOOP_IMAGES[kind] if loop_images is None else loop_images
     speed = DEFAULT_SPEED[kind] if speed is None else tuple(speed)
-    first_variants = build_variants(methods, speed)
-    other_variants = build_variants(methods)
+    if later_methods is None:
+        later_methods = methods if DEFAULT_LATER_METHODS[kind] is None \
+            else DEFAULT_LATER_METHODS[kind]
+    elif list(later_methods) == ['all']:
+        later_methods = None
+    variant_lists = [build_variants(config, methods if i == 0 else later_methods,
+                                    speed if i == 0 else (), method_configs)
+                     for i, config in enumerate(configs)]
     info = machine_info(dev)
     say(format_machine(info))
     say(CLOCK_NOTES[ratio_clock(dev)])
-    say(f"variants: {', '.join(v.name for v in first_variants)} (speed options on the first "
-        f"config only); STAGHook with loss_weight={STAG_DEFAULTS['loss_weight']}, "
-        f"tau={STAG_DEFAULTS['tau']}; the hook's default form is {hook_default_variant()!r}")
+    for config, variants in zip(configs, variant_lists, strict=True):
+        say(f"variants on {osp.basename(config)}: {', '.join(v.name for v in variants)}")
+        skipped = unconfigured_methods(config, method_configs)
+        if skipped:
+            say(f"  not timed (no stream config; --method-configs NAME=CFG): {', '.join(skipped)}")
+    say(f"STAGHook with loss_weight={STAG_DEFAULTS['loss_weight']}, tau={STAG_DEFAULTS['tau']}; "
+        f"the hook's default form is {hook_default_variant()!r}; speed options on the first "
+        'config only')
     started = time.perf_counter()
     results = []
     for i, config in enumerate(configs):
-        result = benchmark_config(config, size, dev, first_variants if i == 0
-                                  else other_variants, num_steps, warmup)
+        result = benchmark_config(config, size, dev, variant_lists[i], num_steps, warmup,
+                                  view_steps)
         results.append(result)
         say('')
         say(format_table(result))
         say(format_split_table(result, SPLIT_PARTS))
+        say(format_ratios(result))
         say(format_term_line(result))
         say(format_kspace_line(result))
     startup = time_runner_build(configs[0], startup_reps) if startup_reps > 0 else None
@@ -253,11 +307,15 @@ def run_benchmark(configs: Sequence[str] = DEFAULT_CONFIGS,
     with contextlib.suppress(OSError):
         info['load_average_end'] = list(os.getloadavg())
     report = {'machine': info, 'size': list(size), 'steps': num_steps, 'warmup': warmup,
+              'view_steps': view_steps,
               'configs': results, 'startup': startup, 'postprocess': postprocess,
               'loop': loops, 'targets': checks, 'wall_s': time.perf_counter() - started,
               'stag_defaults': dict(STAG_DEFAULTS),
               'hook_default_variant': hook_default_variant(),
-              'options': {'configs': list(configs), 'methods': methods, 'speed': list(speed),
+              'options': {'configs': list(configs), 'methods': methods,
+                          'later_methods': (None if later_methods is None
+                                            else list(later_methods)),
+                          'method_configs': dict(method_configs or {}), 'speed': list(speed),
                           'loop': loop, 'loop_images': loop_images,
                           'loop_precisions': list(loop_precisions),
                           'stream_size': list(stream_size), 'loop_workers': loop_workers,

@@ -12,10 +12,11 @@ from stag_seg.engine.context import StepContext
 
 
 def classifier_shape(step: AdapterStep) -> dict:
-    """K, C and the classifier's output pixels P of one forward of ``step``'s model."""
+    """K, C and the classifier's output pixels P of one forward of ``step``'s model on the
+    base view."""
     adapter = step.adapter
     try:
-        ctx = adapter.forward(step.batch, grad=True)
+        ctx = adapter.forward(step.base_batch, grad=True)
         logits = ctx.logits
     finally:
         adapter.tap.clear()
@@ -27,19 +28,20 @@ def classifier_shape(step: AdapterStep) -> dict:
 def plugin_term_ms(step: AdapterStep, device: torch.device, clock: str,
                    reps: int = 20) -> float | None:
     """Median ms on ``clock`` of the step's plug-in terms (their ``losses``, summed, and its
-    backward) on the logits and features of one forward; None for a step without plug-ins."""
+    backward) on the logits and features of one forward of the base view (the student's
+    input, for CoTTA); None for a step without plug-ins."""
     adapter = step.adapter
     if not adapter.plugins:
         return None
     try:
-        ctx = adapter.forward(step.batch, grad=True)
+        ctx = adapter.forward(step.base_batch, grad=True)
         logits = ctx.logits.detach()
         feats = None if ctx.features is None else ctx.features.detach()
     finally:
         adapter.tap.clear()
     samples = []
     for _ in range(reps):
-        probe = StepContext(batch=step.batch, outputs=[],
+        probe = StepContext(batch=step.base_batch, outputs=[],
                             logits=logits.clone().requires_grad_(True),
                             features=None if feats is None else feats.clone().requires_grad_(True))
         start = stamp(device)

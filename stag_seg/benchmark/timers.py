@@ -56,13 +56,16 @@ class PhaseTimers:
     :meth:`wrap` replaces a class attribute (a method or a staticmethod) by a wrapper that
     times each call, synchronising the device before and after it so that its kernels are
     charged to it; the original is put back when the block ends. Nested phases (the
-    post-processing inside the step) count in both. ``totals`` only grows: take differences
-    between two moments (e.g. two loop iterations).
+    post-processing inside the step) count in both; a call nested in a call of the same
+    phase (two methods wrapped as one phase, one calling the other) counts once, in the
+    outer. ``totals`` only grows: take differences between two moments (e.g. two loop
+    iterations).
     """
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.totals: dict[str, dict[str, float]] = {clock: {} for clock in CLOCKS}
+        self.active: dict[str, int] = {}          # phase -> calls in progress
 
     @contextlib.contextmanager
     def wrap(self, owner: type, name: str, phase: str) -> Iterator[None]:
@@ -74,12 +77,16 @@ class PhaseTimers:
 
         @functools.wraps(func)
         def timed(*args, **kwargs):
+            if self.active.get(phase):
+                return func(*args, **kwargs)
+            self.active[phase] = 1
             start = stamp(self.device)
             try:
                 return func(*args, **kwargs)
             finally:
                 for clock, seconds in elapsed(start, stamp(self.device)).items():
                     self.totals[clock][phase] += seconds
+                self.active[phase] = 0
 
         setattr(owner, name, staticmethod(timed) if is_static else timed)
         try:
