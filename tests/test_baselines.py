@@ -14,6 +14,7 @@ from fixture_data import make_acdc_tree, make_cityscapes_tree
 from mmengine.config import Config
 from mmseg.registry import MODELS
 
+from stag_seg.demo.launch import DEMO_ROUNDS
 from stag_seg.engine.adapter import TTAAdapter
 from stag_seg.engine.context import StepContext
 from stag_seg.engine.launch import load_tta_config
@@ -452,7 +453,8 @@ def test_demo_configs_are_the_demo_stream_with_each_method(tmp_path):
         assert cfg.test_cfg.method.type == variant.replace('-stag', '')
         assert [h.type for h in cfg.get('custom_hooks', [])] == (
             ['STAGHook'] if variant.endswith('stag') else [])
-        assert cfg.test_cfg.num_rounds == 3 and cfg.test_cfg.forgetting.name == 'clean_val'
+        assert cfg.test_cfg.num_rounds == DEMO_ROUNDS
+        assert cfg.test_cfg.forgetting.name == 'clean_val'
         if variant.startswith('eata'):             # the Fisher set is not the forgetting set
             fisher = cfg.test_cfg.method.fisher_dataset
             assert fisher.data_prefix.img_path == 'leftImg8bit/train'

@@ -373,9 +373,13 @@ def test_ray_sweep_killed_mid_sweep_then_rerun_launches_only_missing_runs(tmp_pa
                 and time.monotonic() < deadline:
             time.sleep(0.1)
         killed = driver.poll() is None
-        os.killpg(driver.pid, signal.SIGKILL)     # the driver and the local Ray instance
+        if killed:
+            os.killpg(driver.pid, signal.SIGKILL)     # the driver and the local Ray instance
         driver.wait()
-    assert killed, (tmp_path / 'driver1.log').read_text()[-3000:]
+    assert killed, (f'the driver ended by itself (exit {driver.returncode}) before 3 runs '
+                    'finished:\n' + (tmp_path / 'driver1.log').read_text()[-3000:]
+                    + ''.join(f'\n--- {p}:\n' + open(p).read()[-1500:]
+                              for p in sorted(glob.glob(f'{out}/*/*.log'))[:2]))
     runs = [r.name for r in load_spec(spec_path).runs]
     for n in runs:        # Ray workers outlive the group kill by a moment: wait for them
         wait_unlocked(out / n)
