@@ -9,6 +9,7 @@ import pytest
 from fixture_data import make_acdc_tree, make_cityscapes_tree
 from mmengine import fileio
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 from mmseg.registry import DATASETS
 
 from stag_seg.datasets import ACDC_CONDITIONS, ACDCDataset, check_label_ids  # imports stag_seg
@@ -68,9 +69,11 @@ def test_conditions_are_the_stream_order():
 
 
 def test_registry_build_and_pipeline(acdc_root):
-    ds = DATASETS.build({
-        'type': 'ACDCDataset', 'condition': 'night', 'data_root': acdc_root,
-        'pipeline': [{'type': 'mmseg.LoadImageFromFile'}, {'type': 'mmseg.LoadExactAnnotations'}]})
+    # the scope a Runner or load_tta_config sets (another test may have left another one)
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        ds = DATASETS.build({
+            'type': 'ACDCDataset', 'condition': 'night', 'data_root': acdc_root,
+            'pipeline': [{'type': 'LoadImageFromFile'}, {'type': 'LoadExactAnnotations'}]})
     assert isinstance(ds, ACDCDataset)
     sample = ds[0]
     assert sample['img'].shape == (32, 64, 3)
