@@ -360,7 +360,8 @@ def test_ray_sweep_killed_mid_sweep_then_rerun_launches_only_missing_runs(tmp_pa
     spec_path = write_spec(tmp_path / 'demo_sweep.py', **base_spec(
         methods={m: dict(config=demo.format(m), checkpoint=checkpoint)
                  for m in ('tent', 'tent-stag')},
-        baseline='tent', cfg_options=options, grid=dict(lr=[1e-4, 1e-3]), seeds=[0, 1]))
+        baseline='tent', cfg_options=options, grid=dict(lr=[1e-4, 1e-3]), seeds=[0, 1],
+        options=dict(lr='test_cfg.optimizer.lr', log_level='log_level')))
     out = tmp_path / 'out'
     cmd = [sys.executable, osp.join(REPO, 'tools', 'sweep.py'), spec_path, '--out', str(out),
            '--num-cpus', '2']

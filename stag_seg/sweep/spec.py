@@ -141,7 +141,8 @@ def _resolve(check: _Checker, aliases: dict[str, str], options: dict, key: str) 
             cfg_key = name
         else:
             check.fail(f'{key}.{name}', f'unknown option {name!r}: not in options '
-                       f'({sorted(aliases)}) and not a dotted cfg key')
+                       f'({sorted(aliases)}) and not a dotted cfg key (a top-level '
+                       f'key is declared in options, e.g. options=dict({name}={name!r}))')
         try:
             flat = flatten({cfg_key: value})
             for flat_value in flat.values():
