@@ -30,7 +30,13 @@ from stag_seg.benchmark.step_timing import (
     loop_options,
 )
 from stag_seg.benchmark.timers import PhaseTimers
-from stag_seg.benchmark.variants import BASELINE, build_variants, speed_name, stag_name
+from stag_seg.benchmark.variants import (
+    BASELINE,
+    build_variants,
+    hook_default_variant,
+    speed_name,
+    stag_name,
+)
 from stag_seg.engine.adapter import TTAAdapter
 from stag_seg.methods.norm import norm_affine_params
 from stag_seg.registry import TTA_METHODS
@@ -92,7 +98,7 @@ def test_variants_are_every_method_each_with_stag_stag_forms_and_speed_options(r
     assert sorted(names[:len(methods)]) == methods and names[:2] == ['source', 'tent']
     assert names[len(methods):] == [
         stag_name('feature, kspace'), stag_name('classifier'), stag_name('feature, naive'),
-        *[stag_name('classifier', m) for m in STAG_BASES], 'tent [bf16]', 'tent [channels_last]']
+        *[hook_default_variant(m) for m in STAG_BASES], 'tent [bf16]', 'tent [channels_last]']
     by_name = {r['variant']: r for r in rows}
     assert by_name['tent [bf16]']['options'] == {'amp': 'bf16'}
     assert by_name[stag_name('classifier')]['plugins'] == [dict(type='STAGHook',
@@ -107,10 +113,10 @@ def test_variants_are_every_method_each_with_stag_stag_forms_and_speed_options(r
     assert by_name['eata']['method']['fisher_dataset']['type'] == 'CityscapesDataset'
     assert by_name['cotta']['method']['alpha'] == 0.99          # the given config's
     for method in STAG_BASES:       # + STAG: the -stag config's method and STAGHook (defaults)
-        row = by_name[stag_name('classifier', method)]
+        row = by_name[hook_default_variant(method)]
         assert row['base'] == method and row['plugins'] == [dict(type='STAGHook')]
         assert row['method'] == by_name[method]['method']
-    assert by_name['cotta + STAG (classifier)']['stream_config'] == cotta_configs['cotta-stag']
+    assert by_name[hook_default_variant('cotta')]['stream_config'] == cotta_configs['cotta-stag']
     assert 'variants on tiny_segformer_acdc.py: source, tent' in text
     for name in names:
         assert name in text
@@ -155,7 +161,7 @@ def test_table_ratios_and_memory_relations(report):
     # the STAG term alone: only for the rows with the plug-in
     assert {n for n, r in rows.items() if r['stag_term_ms'] is not None} == {
         *(stag_name(f) for f in ('feature, kspace', 'classifier', 'feature, naive')),
-        *(stag_name('classifier', m) for m in STAG_BASES)}
+        *(hook_default_variant(m) for m in STAG_BASES)}
     assert 'STAG term alone' in text and 'K-space vs naive C-space' in text
     kn = config['kspace_vs_naive']
     assert kn['saved_mb'] == pytest.approx(rows[stag_name('feature, naive')]['peak_mb']
