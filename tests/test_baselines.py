@@ -289,7 +289,7 @@ def test_sar_update_equals_a_hand_written_two_pass_sam_step(tiny, stag):
     model, batches, _ = tiny
     lr = 0.5
     spy = LossSpy()
-    plugins = ([STAGHook(loss_weight=2.0)] if stag else []) + [spy]
+    plugins = ([STAGHook(loss_weight=2.0, grad_space='classifier')] if stag else []) + [spy]
     adapter = TTAAdapter(copy.deepcopy(model), SAR(margin_e0=MARGIN, rho=RHO, reset_constant_em=0),
                          plugins=plugins, optimizer=dict(type='SGD', lr=lr))
     result = adapter.step(batches[0], adapt=True)

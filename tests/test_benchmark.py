@@ -258,7 +258,9 @@ def test_targets_have_values_statuses_and_no_gpu_lines(report):
     checks = {c['target']: c for c in result['targets']}
     rows = {r['variant']: r for r in result['configs'][0]['variants']}
     name = osp.basename(TINY_CONFIG)
-    for form, default in (('feature, kspace', ''), ('classifier', ' [hook default]')):
+    assert hook_default_variant() == stag_name('feature, kspace')     # STAG_DEFAULTS' form
+    for form in ('feature, kspace', 'classifier'):
+        default = ' [hook default]' if stag_name(form) == hook_default_variant() else ''
         row = rows[stag_name(form)]
         time_check = checks[f'{name}: {stag_name(form)}{default} time / tent <= 1.03']
         assert time_check['value'] == row['time_ratio']

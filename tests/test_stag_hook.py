@@ -131,8 +131,9 @@ def test_conf_thresh_and_feature_grad_change_the_term_as_computed_independently(
     _, confident, _ = _step_gradients(model, batch, STAGHook(grad_space='classifier',
                                                              conf_thresh=median_confidence))
     assert abs(all_pixels['loss_stag'] - confident['loss_stag']) > 1e-3
-    _, _, detached = _step_gradients(model, batch, STAGHook(feature_grad=False))
-    _, expected = _reference(model, batch, 2.0, detach_feats=True)
+    _, _, detached = _step_gradients(model, batch, STAGHook(grad_space='classifier',
+                                                            feature_grad=False))
+    _, expected = _reference(model, batch, 2.0, grad_space='classifier', detach_feats=True)
     for name, grad in expected.items():
         torch.testing.assert_close(detached[name], grad, rtol=1e-4, atol=1e-7, msg=name)
 
