@@ -1,5 +1,6 @@
 """Measure what a step, the engine loop and start-up cost, and check the performance targets.
 
+    python tools/benchmark.py --device cuda --quick      # the GPU check, a few minutes
     python tools/benchmark.py [--configs CFG ...] [--device cpu|cuda] [--size H W]
                               [--steps N] [--warmup N] [--methods NAME ...] [--speed OPT ...]
                               [--later-methods NAME ...] [--view-steps N]
@@ -26,6 +27,11 @@ wait, step, post-processing and scoring (these two in fresh processes, as a run 
 CPU with one torch thread, times are the process's CPU time (unmoved by other processes),
 wall time beside them. The targets are printed with their measured values and PASS / FAIL /
 not measured; everything goes to a JSON file.
+
+--quick (CUDA): SegFormer-B5 at 540x960 only, every method eager and in the fast mode
+(test_cfg.fast: the whole step as a CUDA graph, fused attention, bf16), TENT + STAG with the
+graph in fp32 too, the ops a step dispatches, post-processing, the engine loop at 1080p in the
+fast mode, and 1, 2, 4, 8 concurrent fast TENT streams; prints the fast mode's targets.
 """
 import argparse
 
@@ -44,6 +50,7 @@ from stag_seg.benchmark import (
     run_benchmark,
 )
 from stag_seg.benchmark.fixtures import FULL_RESOLUTION
+from stag_seg.benchmark.quick import run_quick
 from stag_seg.benchmark.variants import SPEED_VARIANTS
 
 
@@ -112,6 +119,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--out', default='work_dirs/benchmark.json',
                         help='JSON file with every number and the machine '
                         '(default: work_dirs/benchmark.json)')
+    parser.add_argument('--quick', action='store_true',
+                        help='the GPU check in a few minutes (B5 only, eager vs fast mode, '
+                        'loop, concurrent streams; CUDA only; --steps, --warmup, --view-steps, '
+                        '--size, --loop-images, --out apply)')
+    parser.add_argument('--streams', nargs='+', type=int, default=[1, 2, 4, 8], metavar='N',
+                        help='--quick: concurrent fast TENT streams timed (default: 1 2 4 8)')
     parser.add_argument('--threads', type=int,
                         help='torch intra-op threads (default per device: '
                         f"{_per_device(DEFAULT_THREADS)}; None: torch's choice)")
@@ -131,6 +144,21 @@ def method_configs(pairs: list[str]) -> dict[str, str]:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.quick:
+        if args.device == 'cpu':
+            raise SystemExit('--quick checks the GPU targets: it needs --device cuda')
+        quick = {k: v for k, v in dict(size=args.size, steps=args.steps, warmup=args.warmup,
+                                       view_steps=args.view_steps,
+                                       loop_images=args.loop_images,
+                                       loop_workers=args.loop_workers).items()
+                 if v is not None}
+        out = args.out if args.out != 'work_dirs/benchmark.json' else \
+            'work_dirs/benchmark_quick.json'
+        try:
+            run_quick(streams=args.streams, out=out, **quick)
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
+        return
     run_benchmark(args.configs, tuple(args.size) if args.size else None, args.device,
                   args.steps, args.warmup, methods=args.methods, speed=args.speed,
                   loop=not args.skip_loop, loop_images=args.loop_images,

@@ -89,7 +89,7 @@ def benchmark_loop(config: str, size: tuple[int, int] | None, num_images: int,
                    device: torch.device, amp: str | None = None,
                    stream_size: tuple[int, int] = FULL_RESOLUTION,
                    num_workers: int | None = None, instrument: bool = True,
-                   bare: AdapterStep | None = None) -> dict:
+                   bare: AdapterStep | None = None, fast: bool = False) -> dict:
     """Runs the engine (Runner + ContinualTTALoop, ``tent``, one domain, one round) over
     ``num_images`` generated PNGs at ``stream_size`` (ACDC's 1920x1080 by default) in an ACDC
     tree; the config's own pipeline resizes them (to ``size`` if given, else the shipped
@@ -106,6 +106,7 @@ def benchmark_loop(config: str, size: tuple[int, int] | None, num_images: int,
     ``TTAAdapter.postprocess`` and ``DomainScorer.add``, each call synchronised on CUDA);
     without it, only the iteration boundaries are. With ``bare``, a bare step follows each
     iteration (:class:`IterationTimer`); its median over the steady iterations is returned.
+    ``fast`` runs the loop in the fast mode (``test_cfg.fast``).
     """
     if num_images < 2:
         raise ValueError('the loop benchmark needs at least 2 images')
@@ -118,6 +119,7 @@ def benchmark_loop(config: str, size: tuple[int, int] | None, num_images: int,
             'test_cfg.num_rounds': 1,
             'test_cfg.method': dict(type='tent'),
             'test_cfg.amp': amp,
+            'test_cfg.fast': fast,
             'test_cfg.progress': False,
             'test_cfg.save_state': False,
             'test_cfg.random_init': True,
@@ -154,7 +156,8 @@ def benchmark_loop(config: str, size: tuple[int, int] | None, num_images: int,
     splits = {clock: iteration_split(timer, clock) for clock in CLOCKS}
     return {
         'config': config, 'images': num_images, 'stream_size': list(stream_size),
-        'input_size': input_shape, 'amp': amp, 'num_workers': loader.num_workers,
+        'input_size': input_shape, 'amp': amp, 'fast': fast,
+        'num_workers': loader.num_workers,
         'pin_memory': loader.get('pin_memory', device.type == 'cuda'),
         'instrumented': instrument,
         'runner_build_s': built - start, 'first_iter_s': timer.ends[0][0]['wall'] - built,
@@ -173,15 +176,17 @@ def benchmark_loop(config: str, size: tuple[int, int] | None, num_images: int,
 def loop_with_bare_step(config: str, size: tuple[int, int], num_images: int,
                         device: torch.device, amp: str | None = None,
                         stream_size: tuple[int, int] = FULL_RESOLUTION,
-                        num_workers: int | None = None, instrument: bool = True) -> dict:
+                        num_workers: int | None = None, instrument: bool = True,
+                        fast: bool = False) -> dict:
     """:func:`benchmark_loop` with a bare TENT step of the same precision after each image,
     on its own copy of the config's model (random init, as the loop's, not calibrated; what
     :func:`~stag_seg.benchmark.isolation.run_in_fresh_process` runs in a fresh process)."""
-    variant = Variant(BASELINE, dict(type=BASELINE), options={'amp': amp} if amp else {})
+    options = {**({'amp': amp} if amp else {}), **({'fast': True} if fast else {})}
+    variant = Variant(BASELINE, dict(type=BASELINE), options=options)
     bare = build_steps(config, size, device, [variant], synthetic_batch(size),
                        calibrate=False)[BASELINE]
     try:
         return benchmark_loop(config, size, num_images, device, amp, stream_size, num_workers,
-                              instrument, bare)
+                              instrument, bare, fast)
     finally:
         bare.close()

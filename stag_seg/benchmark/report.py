@@ -265,6 +265,15 @@ def targets(results: Sequence[dict], loop: dict | None, postprocess: dict | None
     return out
 
 
+def format_ops(ops: Sequence[dict]) -> str:
+    """One line: what the host dispatches per TENT step, eager vs the fast mode."""
+    parts = [f"{'fast mode' if o['options'] else 'eager'}: {o['aten_ops']} aten ops"
+             + (f", {o['launches']} kernel launches" if o['device'] == 'cuda' else '')
+             for o in ops]
+    return (f"ops dispatched per TENT step ({ops[0]['device']}, torch profiler): "
+            + '; '.join(parts))
+
+
 def format_target(check: dict) -> str:
     value = '' if check['value'] is None else f": {check['value']:.3f}"
     return f"[{check['status']}] {check['target']}{value}"

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from stag_seg.benchmark.concurrency import count_step_ops
 from stag_seg.benchmark.fixtures import FULL_RESOLUTION
 from stag_seg.benchmark.isolation import run_in_fresh_process
 from stag_seg.benchmark.loop_timing import loop_with_bare_step
@@ -24,6 +25,7 @@ from stag_seg.benchmark.report import (
     format_kspace_line,
     format_loop,
     format_machine,
+    format_ops,
     format_postprocess,
     format_ratios,
     format_split_table,
@@ -281,6 +283,9 @@ def run_benchmark(configs: Sequence[str] = DEFAULT_CONFIGS,
         say(format_ratios(result))
         say(format_term_line(result))
         say(format_kspace_line(result))
+    ops = [count_step_ops(configs[0], size, dev, options) for options in ({}, {'fast': True})]
+    say('')
+    say(format_ops(ops))
     startup = time_runner_build(configs[0], startup_reps) if startup_reps > 0 else None
     if startup is not None:
         say('')
@@ -308,7 +313,7 @@ def run_benchmark(configs: Sequence[str] = DEFAULT_CONFIGS,
         info['load_average_end'] = list(os.getloadavg())
     report = {'machine': info, 'size': list(size), 'steps': num_steps, 'warmup': warmup,
               'view_steps': view_steps,
-              'configs': results, 'startup': startup, 'postprocess': postprocess,
+              'configs': results, 'ops': ops, 'startup': startup, 'postprocess': postprocess,
               'loop': loops, 'targets': checks, 'wall_s': time.perf_counter() - started,
               'stag_defaults': dict(STAG_DEFAULTS),
               'hook_default_variant': hook_default_variant(),

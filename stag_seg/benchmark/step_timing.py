@@ -21,7 +21,7 @@ from stag_seg.benchmark.timers import CLOCKS, PhaseTimers, elapsed, stamp
 from stag_seg.benchmark.variants import BASELINE, Variant
 from stag_seg.engine.adapter import TTAAdapter
 from stag_seg.engine.config import check_loop_options
-from stag_seg.engine.speed import apply_speed_options, set_tf32
+from stag_seg.engine.speed import apply_speed_options, resolve_fast, set_tf32
 from stag_seg.methods.base import StepResult, TTAMethod
 from stag_seg.methods.eata import EATA
 from stag_seg.registry import TTA_METHODS
@@ -92,13 +92,15 @@ class AdapterStep:
         self.views = num_views(batch)
         opt = check_loop_options(domains=[dict(name='benchmark')], require_checkpoint=False,
                                  **{**loop_opt, **variant.options})
+        opt = resolve_fast(opt, next(model.parameters()).device, LOGGER)
         self.tf32 = opt['tf32']
         apply_speed_options(model, opt, LOGGER)
         plugins = [HOOKS.build(dict(cfg)) for cfg in variant.plugins]
         self.adapter = TTAAdapter(model, TTA_METHODS.build(copy.deepcopy(variant.method)),
                                   opt['classifier'], plugins, opt['optimizer'],
                                   opt['optim_wrapper'], opt['amp'], LOGGER,
-                                  build_loader=self.source_batches)
+                                  build_loader=self.source_batches,
+                                  cuda_graph=opt['cuda_graph'])
 
     def source_batches(self, dataset_cfg: dict, size: int | None = None) -> SourceBatches:
         """The adapter's ``build_loader(dataset_cfg, size=None)``: see :class:`SourceBatches`."""
@@ -144,7 +146,8 @@ def build_steps(config: str, size: tuple[int, int], device: torch.device,
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     opt = loop_options(cfg)
     loop_opt = {k: opt[k] for k in ('classifier', 'optimizer', 'optim_wrapper', 'amp', 'tf32',
-                                    'channels_last', 'compile')}
+                                    'channels_last', 'compile', 'fused_attention',
+                                    'cuda_graph', 'fast')}
     if batch is None:
         sources = {v.name: v.stream_config or config for v in variants}
         made = stream_batches(sources.values(), size)

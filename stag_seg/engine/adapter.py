@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from stag_seg.engine.context import StepContext
+from stag_seg.engine.graphed_step import GraphedStep, capture_safe_autocast, graph_blocker
 from stag_seg.engine.optim import AMP_DTYPES, build_tta_optim_wrapper
 from stag_seg.engine.postprocess import predict_labels
 from stag_seg.engine.tap import ModuleTap, get_submodule
@@ -42,6 +43,9 @@ class TTAAdapter:
         build_loader: ``build_loader(dataset_cfg, size=None)`` builds a data loader over a
             source-domain set (the loop's resolves configs like a stream domain's and takes a
             seeded subset of ``size``), for methods that read one (EATA's Fisher).
+        cuda_graph: capture the whole adaptation step as a CUDA graph and replay it
+            (:mod:`~stag_seg.engine.graphed_step`); where the step cannot be captured, one
+            logged line says why and the step runs eager.
     """
 
     def __init__(self,
@@ -53,7 +57,8 @@ class TTAAdapter:
                  optim_wrapper: dict | None = None,
                  amp: str | None = None,
                  logger: logging.Logger | None = None,
-                 build_loader: Callable[..., Iterable] | None = None) -> None:
+                 build_loader: Callable[..., Iterable] | None = None,
+                 cuda_graph: bool = False) -> None:
         self.model = model
         self.method = method
         self.plugins = list(plugins)
@@ -74,7 +79,8 @@ class TTAAdapter:
             if not self.params:
                 raise ValueError(f'method {type(method).__name__} found no parameters to adapt')
             self.optim_wrapper = build_tta_optim_wrapper(
-                self.params, optimizer or DEFAULT_OPTIMIZER, optim_wrapper, amp, self.device)
+                self.params, optimizer or DEFAULT_OPTIMIZER, optim_wrapper, amp, self.device,
+                scale_bf16=not cuda_graph)
         wrapper_dtype = getattr(self.optim_wrapper, 'cast_dtype', None)  # AmpOptimWrapper's
         self.amp_dtype = AMP_DTYPES[amp] if amp else wrapper_dtype
         self.tap = ModuleTap(self.classifier,
@@ -82,14 +88,74 @@ class TTAAdapter:
         for plugin in self.plugins:
             plugin.setup(self.classifier, classifier, self.logger)
         method.setup(self)
+        self.graphed = self._graphed_step(amp) if cuda_graph else None
+
+    def _graphed_step(self, amp: str | None) -> GraphedStep | None:
+        optimizer = self.optim_wrapper.optimizer if self.optim_wrapper else None
+        blocker = graph_blocker(self.method, self.plugins, optimizer,
+                                self.optim_wrapper, amp) if self.method.updates else \
+            f'{type(self.method).__name__} takes no gradient step'
+        if blocker is not None:
+            self.logger.info(f'test_cfg.cuda_graph: the step runs eager ({blocker})')
+            return None
+        self._found_inf = torch.zeros((), device=self.device)
+        return GraphedStep(self._tensor_step, self.model, optimizer, logger=self.logger,
+                           use_graph=self.device.type == 'cuda')
 
     # ---------------------------------------------------------------- the step
     def step(self, batch: dict, adapt: bool) -> StepResult:
         """One online step: the method predicts ``batch`` and, if ``adapt``, updates on it."""
+        if adapt and self.graphed is not None:
+            result = self._replay(batch)
+            if result is not None:
+                return result
         try:
             return self.method.forward_and_adapt(self, batch, adapt)
         finally:
             self.tap.clear()
+
+    def _replay(self, batch: dict) -> StepResult | None:
+        """The captured step on ``batch`` (None: the graph is off, run eager). ``updated``
+        is a device bool (no host synchronisation; the scorer counts it on the device)."""
+        data = self.model.data_preprocessor(batch, False)
+        samples = data['data_samples']
+        outputs = self.graphed(data['inputs'], [s.metainfo for s in samples])
+        if outputs is None:
+            return None
+        seg_logits, finite = outputs[0], outputs[1]
+        predictions = self.postprocess(self.model, seg_logits.float(), samples)
+        return StepResult(predictions, attempted=True, updated=finite.clone())
+
+    def _tensor_step(self, inputs: torch.Tensor, metas: list[dict]) -> tuple:
+        """The method's step as tensor work only (what :class:`GraphedStep` captures): the
+        forward, the method's and plug-ins' loss terms, the backward, a device-side finite
+        check and the fused optimizer's update, skipped on device when not finite.
+
+        Returns ((N, K, H, W) detached logits at the input's size, finite flag, *loss terms).
+        """
+        self.tap.clear()
+        with torch.enable_grad(), capture_safe_autocast(self.device.type, self.amp_dtype):
+            seg_logits = self.model.inference(inputs, metas)
+        ctx = StepContext(batch={}, outputs=[], params=self.params, logits=self.tap.logits(),
+                          features=self.tap.features() if self.tap.keep_inputs else None)
+        ctx.losses = self.method.loss(ctx)
+        self.add_plugin_losses(ctx)
+        loss = sum(ctx.losses.values())
+        loss.backward()
+        grads = [p.grad for p in self.params if p.grad is not None]
+        finite = torch.isfinite(loss)
+        if grads:
+            finite = finite & torch.isfinite(torch.nn.utils.get_total_norm(grads))
+        optimizer = self.optim_wrapper.optimizer
+        self._found_inf.copy_((~finite).float())
+        optimizer.found_inf = self._found_inf        # the fused update skips on device
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.found_inf
+        self.tap.clear()
+        return (seg_logits.detach(), finite,
+                *(term.detach() for term in ctx.losses.values()))
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The forward's precision context (``amp``); a no-op in float32."""
@@ -206,6 +272,8 @@ class TTAAdapter:
         return copy.deepcopy(self.state_dict())
 
     def load_state_dict(self, state: dict) -> None:
+        if self.graphed is not None:
+            self.graphed.invalidate()       # the optimizer's state tensors are replaced
         self.model.load_state_dict(state['model'])
         if self.optim_wrapper is not None and state.get('optimizer') is not None:
             self.optim_wrapper.load_state_dict(copy.deepcopy(state['optimizer']))

@@ -32,6 +32,9 @@ LOOP_DEFAULTS = dict(
     tf32=False,                         # TF32 matmuls on CUDA (engine/speed.py)
     channels_last=False,                # 4-D weights channels-last
     compile=False,                      # torch.compile the backbone (True or its kwargs)
+    fused_attention=False,              # MiT attention as one SDPA kernel (same weights)
+    cuda_graph=False,                   # capture the whole step as a CUDA graph (CUDA only)
+    fast=False,                         # the fast mode: the three above + bf16 on CUDA
     classifier='decode_head.conv_seg',  # the module whose logits the method and plug-ins use
     forgetting=None,                    # dict(name=, dataset=, every=1): scored, never adapted
     reset='never',                      # 'domain' | 'round': restore the initial state

@@ -19,7 +19,7 @@ from stag_seg.engine.progress import StageProgress
 from stag_seg.engine.rng_state import get_rng_state, set_rng_state
 from stag_seg.engine.run_dir import RunDir
 from stag_seg.engine.scorer import DomainScorer, build_iou_metric
-from stag_seg.engine.speed import apply_speed_options, default_pin_memory
+from stag_seg.engine.speed import apply_speed_options, default_pin_memory, resolve_fast
 from stag_seg.engine.stream import DOMAIN_KEY, MixedDataset, Stage, build_domain, plan_stages
 from stag_seg.plugins.base import TTAPlugin
 from stag_seg.registry import TTA_METHODS
@@ -59,6 +59,7 @@ class ContinualTTALoop(BaseLoop):
             logger.info(f"Loaded checkpoint {opt['checkpoint']}")
         else:
             logger.warning('Running from RANDOM INITIALISATION (no checkpoint, --random-init)')
+        opt = resolve_fast(opt, next(self.model.parameters()).device, logger)
         apply_speed_options(self.model, opt, logger)
         self._build_stream()
         run_dir = RunDir(self.runner.work_dir, logger)
@@ -71,7 +72,8 @@ class ContinualTTALoop(BaseLoop):
         plugins = [h for h in self.runner.hooks if isinstance(h, TTAPlugin)]
         self.adapter = TTAAdapter(
             self.model, TTA_METHODS.build(opt['method']), opt['classifier'], plugins,
-            opt['optimizer'], opt['optim_wrapper'], opt['amp'], logger, self.build_loader)
+            opt['optimizer'], opt['optim_wrapper'], opt['amp'], logger, self.build_loader,
+            cuda_graph=opt['cuda_graph'])
         self.name = opt['method_name'] or '+'.join([opt['method']['type'],
                                                     *[p.name for p in plugins]])
         try:

@@ -12,7 +12,7 @@ AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 def build_tta_optim_wrapper(params: list[nn.Parameter], optimizer: dict,
                             optim_wrapper: dict | None, amp: str | None,
-                            device: torch.device) -> OptimWrapper:
+                            device: torch.device, scale_bf16: bool = True) -> OptimWrapper:
     """An mmengine optim wrapper over ``params``.
 
     ``optim_wrapper`` holds wrapper options (``type``, ``clip_grad``, ``accumulative_counts``,
@@ -20,9 +20,13 @@ def build_tta_optim_wrapper(params: list[nn.Parameter], optimizer: dict,
     a plain ``OptimWrapper`` mmengine's ``AmpOptimWrapper`` with that dtype (its GradScaler
     guards float16); on CPU, where ``AmpOptimWrapper`` refuses to run, bf16 needs no loss
     scaling and keeps ``OptimWrapper`` (the adapter autocasts the forward in both cases).
+    ``scale_bf16=False`` keeps ``OptimWrapper`` for bf16 on CUDA too (no GradScaler: its
+    per-step host check would break a captured step; bf16 needs no loss scaling).
     """
     cfg = dict(type='OptimWrapper', **(optim_wrapper or {}))
-    if amp is not None and cfg['type'] == 'OptimWrapper':
+    if amp == 'bf16' and not scale_bf16:
+        pass
+    elif amp is not None and cfg['type'] == 'OptimWrapper':
         if device.type == 'cuda':
             cfg.update(type='AmpOptimWrapper', dtype=str(AMP_DTYPES[amp]).split('.')[-1])
         elif amp == 'fp16':

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from mmseg.registry import METRICS
 from torch.utils.data import Dataset
 
@@ -52,11 +53,14 @@ class DomainScorer:
         self.stats: dict[str, float] = {}
         self.metric.results.clear()
 
-    def add(self, sample, round_idx: int, attempted: bool, updated: bool) -> None:
-        """Scores one prediction and counts its step (skipped: attempted, not updated)."""
+    def add(self, sample, round_idx: int, attempted: bool, updated: bool | torch.Tensor) -> None:
+        """Scores one prediction and counts its step (skipped: attempted, not updated;
+        ``updated`` may be a device bool, read once at the stage's end)."""
         self.metric.process(None, [sample])
         self.num_images += 1
-        self.skipped_updates += int(attempted and not updated)
+        if attempted:       # a captured step's flag is a device tensor: no sync per image
+            self.skipped_updates = self.skipped_updates + (
+                (~updated).long() if isinstance(updated, torch.Tensor) else int(not updated))
         if self.out_dir:
             save_prediction(sample, prediction_path(self.out_dir, round_idx, self.name,
                                                     sample.img_path, self.dataset))
@@ -76,7 +80,7 @@ class DomainScorer:
             'mIoU': _number(metrics['mIoU']), 'mAcc': _number(metrics['mAcc']),
             'aAcc': _number(metrics['aAcc']),
             'IoU': {c: _number(v) for c, v in zip(classes, metrics['IoU'], strict=True)},
-            'skipped_updates': self.skipped_updates,
+            'skipped_updates': int(self.skipped_updates),
             **self.stats,
         }
         if not adapt:

@@ -45,6 +45,9 @@ class TTAMethod:
 
     #: whether the method takes gradient steps (needs an optimizer and grad-mode forwards)
     updates = False
+    #: whether the step is tensor work only (one forward, :meth:`loss`, one update; no host
+    #: decisions, no :meth:`after_update`), so that ``test_cfg.cuda_graph`` can capture it
+    capturable = False
 
     def configure_model(self, model: nn.Module) -> None:
         """Puts ``model`` in its test-time mode; by default eval with everything frozen."""

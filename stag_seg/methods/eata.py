@@ -130,6 +130,8 @@ class EATA(Tent):
         fisher_size: at most this many images of it (None: all).
     """
 
+    capturable = False      # host-side filters and counters in its step
+
     def __init__(self, e_margin: float | None = None, d_margin: float | None = None,
                  fisher_alpha: float = 2000.0, fisher_dataset: dict | None = None,
                  fisher_size: int | None = None) -> None:

@@ -78,6 +78,8 @@ class SAR(Tent):
         reset_constant_em: e_m in nats (None: 0.2 ln K / ln 1000); 0 turns recovery off.
     """
 
+    capturable = False      # host-side filters and counters in its step
+
     def __init__(self, margin_e0: float | None = None, rho: float = 0.05,
                  reset_constant_em: float | None = None) -> None:
         owner = type(self).__name__

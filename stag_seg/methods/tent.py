@@ -21,6 +21,7 @@ class Tent(TTAMethod):
     """
 
     updates = True
+    capturable = True
 
     def configure_model(self, model: nn.Module) -> None:
         super().configure_model(model)

@@ -39,6 +39,9 @@ class TTAPlugin(Hook):
     name = 'plugin'
     #: whether :meth:`losses` needs ``ctx.features`` (the classifier's input)
     needs_features = False
+    #: whether :meth:`losses` is tensor work only and :meth:`after_update` does nothing, so
+    #: that a captured step (``test_cfg.cuda_graph``) can include the plug-in
+    capturable = False
 
     def __init__(self, loss_weight: float = 1.0) -> None:
         check_number(type(self).__name__, 'loss_weight', loss_weight, low=0)

@@ -41,6 +41,7 @@ class STAGHook(TTAPlugin):
     """
 
     name = 'stag'
+    capturable = True
 
     def __init__(self,
                  loss_weight: float = STAG_DEFAULTS['loss_weight'],

@@ -1,0 +1,308 @@
+"""The fast mode (test_cfg.fast, cuda_graph, fused_attention): the fused MiT attention equals
+mmseg's, the captured step equals the eager adapter step (values, updated parameters, the
+optimizer's state, a skipped non-finite update), and the options resolve per device."""
+import copy
+import logging
+
+import pytest
+import torch
+from engine_utils import TINY_CONFIG
+from mmengine.config import Config
+from mmseg.models.backbones.mit import EfficientMultiheadAttention
+from mmseg.registry import MODELS
+
+from stag_seg.benchmark.fixtures import synthetic_batch
+from stag_seg.engine.adapter import TTAAdapter
+from stag_seg.engine.config import LOOP_DEFAULTS
+from stag_seg.engine.graphed_step import MAX_CAPTURES
+from stag_seg.engine.scorer import DomainScorer
+from stag_seg.engine.speed import resolve_fast
+from stag_seg.models.fused_attention import FusedMixVisionTransformer, use_fused_attention
+from stag_seg.plugins import STAGHook, TTAPlugin
+from stag_seg.registry import TTA_METHODS
+
+CPU, CUDA = torch.device('cpu'), torch.device('cuda')
+FUSED_ADAM = dict(type='Adam', lr=1e-3, betas=(0.9, 0.999), fused=True)
+
+
+def _tiny_model(device=CPU):
+    torch.manual_seed(0)
+    return MODELS.build(Config.fromfile(TINY_CONFIG).model).to(device)
+
+
+def _explicit_attention(module: EfficientMultiheadAttention, x, hw):
+    """MiT attention written out from the attention formula: softmax(Q K^T / sqrt(d)) V with
+    the module's own projections and spatial reduction (an independent reference)."""
+    attn = module.attn
+    kv = x
+    if module.sr_ratio > 1:
+        n, _, c = x.shape
+        grid = x.transpose(1, 2).reshape(n, c, *hw)
+        kv = module.norm(module.sr(grid).flatten(2).transpose(1, 2))
+    c = x.shape[-1]
+    w, b = attn.in_proj_weight, attn.in_proj_bias
+    q = x @ w[:c].T + (b[:c] if b is not None else 0)
+    k = kv @ w[c:2 * c].T + (b[c:2 * c] if b is not None else 0)
+    v = kv @ w[2 * c:].T + (b[2 * c:] if b is not None else 0)
+    h = attn.num_heads
+
+    def heads(t):
+        return t.reshape(t.shape[0], t.shape[1], h, c // h).transpose(1, 2)
+
+    weights = (heads(q) @ heads(k).transpose(-1, -2) / (c // h) ** 0.5).softmax(-1)
+    out = (weights @ heads(v)).transpose(1, 2).reshape(x.shape)
+    return x + attn.out_proj(out)
+
+
+def test_fused_attention_equals_the_attention_formula_and_keeps_the_weights():
+    """Every MiT attention switched; its output and gradients equal the written-out formula;
+    the model's output equals mmseg's module's; state-dict keys and values unchanged."""
+    model = _tiny_model().eval()
+    fused = copy.deepcopy(model)
+    count = use_fused_attention(fused)
+    assert count == sum(isinstance(m, EfficientMultiheadAttention) for m in model.modules())
+    assert count > 0
+    assert list(fused.state_dict()) == list(model.state_dict())
+    module = next(m for m in fused.modules() if isinstance(m, EfficientMultiheadAttention)
+                  and m.sr_ratio > 1)
+    x = torch.randn(2, 8 * 16, module.attn.embed_dim, requires_grad=True)
+    out = module(x, (8, 16))
+    ref = _explicit_attention(module, x, (8, 16))
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    g_out, = torch.autograd.grad(out.square().sum(), x)
+    g_ref, = torch.autograd.grad(ref.square().sum(), x)
+    torch.testing.assert_close(g_out, g_ref, rtol=1e-4, atol=1e-5)
+    image = torch.randn(1, 3, 32, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(fused.backbone(image)[-1], model.backbone(image)[-1],
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_fused_backbone_is_registered_and_loads_mmseg_weights():
+    cfg = Config.fromfile(TINY_CONFIG).model
+    plain = MODELS.build(cfg).backbone
+    fused = MODELS.build({**cfg.backbone, 'type': 'FusedMixVisionTransformer'})
+    assert isinstance(fused, FusedMixVisionTransformer)
+    fused.load_state_dict(plain.state_dict())        # strict: key for key
+    assert use_fused_attention(fused) == 0            # already fused
+
+
+def _adapter(model, cuda_graph, plugins=(), method='tent', optimizer=FUSED_ADAM, amp=None):
+    return TTAAdapter(model, TTA_METHODS.build(dict(type=method)), plugins=list(plugins),
+                      optimizer=dict(optimizer), amp=amp, cuda_graph=cuda_graph)
+
+
+def _opt_state(adapter):
+    return [{k: v.clone() for k, v in s.items()}
+            for s in adapter.optim_wrapper.optimizer.state.values()]
+
+
+def _run_pair(device, plugins_factory, steps=3, method='tent', amp=None):
+    """The eager adapter and the captured-step adapter over the same ``steps`` batches."""
+    eager = _adapter(_tiny_model(device), False, plugins_factory(), method, amp=amp)
+    graphed = _adapter(_tiny_model(device), True, plugins_factory(), method, amp=amp)
+    assert graphed.graphed is not None and eager.graphed is None
+    results = []
+    for i in range(steps):
+        batch = synthetic_batch((32, 64), seed=i)
+        results.append((eager.step(batch, adapt=True), graphed.step(copy.deepcopy(batch),
+                                                                     adapt=True)))
+    return eager, graphed, results
+
+
+def _assert_same_run(eager, graphed, results, rtol, atol):
+    for e, g in results:
+        assert bool(g.updated) == e.updated
+        same = (e.outputs[0].pred_sem_seg.data == g.outputs[0].pred_sem_seg.data).float()
+        assert same.mean() >= 0.99
+    for (key, value), other in zip(eager.model.state_dict().items(),
+                                   graphed.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(other, value, rtol=rtol, atol=atol, msg=key)
+    for e, g in zip(_opt_state(eager), _opt_state(graphed), strict=True):
+        assert float(e['step']) == float(g['step'])
+        torch.testing.assert_close(g['exp_avg'], e['exp_avg'], rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize('with_stag', [False, True])
+def test_captured_step_path_equals_the_eager_step_on_cpu(with_stag):
+    """The captured step's body (one forward, losses, backward, device-side finite flag, the
+    fused update) after the capture's warm-up and restore, run eagerly on CPU: predictions,
+    parameters and Adam's state equal the eager adapter's after 3 steps (the warm-up steps
+    left no trace)."""
+    plugins = (lambda: [STAGHook()]) if with_stag else list
+    eager, graphed, results = _run_pair(CPU, plugins)
+    assert graphed.graphed.captures == 1
+    _assert_same_run(eager, graphed, results, rtol=1e-5, atol=1e-6)
+    source = dict(_tiny_model().named_parameters())
+    assert any(not torch.equal(p, source[n]) for n, p in graphed.model.named_parameters()
+               if p.requires_grad)                     # it did adapt
+
+
+class NaNAtStep(TTAPlugin):
+    """Adds NaN to the loss at one step (1-based, counted in real steps after the capture)."""
+
+    name = 'nan'
+    capturable = True
+
+    def __init__(self, flags: torch.Tensor) -> None:
+        super().__init__(1.0)
+        self.flags = flags          # a device tensor read inside the step: 1.0 -> NaN
+
+    def losses(self, ctx):
+        return {'loss_nan': ctx.logits.sum() * 0.0 + torch.log(1.0 - self.flags)
+                * torch.where(self.flags > 0, float('nan'), 0.0)}
+
+
+def test_non_finite_step_is_skipped_on_device():
+    """A NaN loss: the fused update is skipped through ``found_inf`` (parameters, moments and
+    the step count unchanged), ``updated`` is a device False, and the scorer counts it as a
+    skipped update without a host read per image."""
+    flags = torch.zeros(())
+    adapter = _adapter(_tiny_model(), True, [NaNAtStep(flags)])
+    adapter.step(synthetic_batch((32, 64), seed=0), adapt=True)
+    before = copy.deepcopy(adapter.model.state_dict())
+    state = _opt_state(adapter)
+    flags.fill_(1.0)
+    result = adapter.step(synthetic_batch((32, 64), seed=1), adapt=True)
+    assert isinstance(result.updated, torch.Tensor) and not bool(result.updated)
+    for key, value in adapter.model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    for s, t in zip(state, _opt_state(adapter), strict=True):
+        assert float(s['step']) == float(t['step']) == 1.0
+        assert torch.equal(s['exp_avg'], t['exp_avg'])
+    flags.fill_(0.0)
+    ok = adapter.step(synthetic_batch((32, 64), seed=2), adapt=True)
+    assert bool(ok.updated)
+    scorer = DomainScorer.__new__(DomainScorer)
+    scorer.skipped_updates = 0
+    for flag in (result.updated, ok.updated, result.updated):
+        scorer.skipped_updates = scorer.skipped_updates + (~flag).long()
+    assert int(scorer.skipped_updates) == 2
+
+
+def test_state_load_invalidates_the_capture():
+    """Loading a state (reset, resume) replaces the optimizer's tensors: the next step
+    captures again, and the run after the load equals an eager run from the same state."""
+    adapter = _adapter(_tiny_model(), True, [STAGHook()])
+    initial = adapter.snapshot()
+    adapter.step(synthetic_batch((32, 64), seed=0), adapt=True)
+    adapter.load_state_dict(initial)
+    assert adapter.graphed.key is None
+    eager = _adapter(_tiny_model(), False, [STAGHook()])
+    for i in range(2):
+        batch = synthetic_batch((32, 64), seed=i + 1)
+        adapter.step(batch, adapt=True)
+        eager.step(copy.deepcopy(batch), adapt=True)
+    assert adapter.graphed.captures == 2
+    for key, value in eager.model.state_dict().items():
+        torch.testing.assert_close(adapter.model.state_dict()[key], value, rtol=1e-5,
+                                   atol=1e-6)
+
+
+def test_shapes_that_keep_changing_fall_back_to_eager(caplog):
+    adapter = _adapter(_tiny_model(), True)
+    with caplog.at_level(logging.WARNING):
+        for i in range(MAX_CAPTURES + 1):
+            result = adapter.step(synthetic_batch((32, 64 + 32 * i)), adapt=True)
+    assert adapter.graphed.disabled and isinstance(result.updated, bool)
+    assert 'runs eager' in caplog.text
+
+
+@pytest.mark.parametrize('method, blocker', [('eata', 'EATA'), ('sar', 'SAR'),
+                                             ('cotta', 'CoTTA')])
+def test_methods_with_host_decisions_run_eager_with_one_line(method, blocker, caplog):
+    options = {'eata': dict(fisher_alpha=0)}.get(method, {})
+    with caplog.at_level(logging.INFO):
+        adapter = TTAAdapter(_tiny_model(), TTA_METHODS.build(dict(type=method, **options)),
+                             optimizer=FUSED_ADAM, cuda_graph=True)
+    assert adapter.graphed is None
+    lines = [r.message for r in caplog.records if 'cuda_graph' in r.message]
+    assert len(lines) == 1 and blocker in lines[0] and 'eager' in lines[0]
+
+
+def test_fast_resolves_per_device(caplog):
+    opt = {**LOOP_DEFAULTS, 'fast': True}
+    cuda = resolve_fast(opt, CUDA)
+    assert cuda['cuda_graph'] and cuda['fused_attention'] and cuda['amp'] == 'bf16'
+    assert cuda['optimizer'] == {**LOOP_DEFAULTS['optimizer'], 'fused': True,
+                                 'capturable': True}
+    assert not cuda['tf32']                         # STAG's math stays float32
+    assert resolve_fast({**opt, 'amp': 'fp16'}, CUDA)['amp'] == 'fp16'
+    with caplog.at_level(logging.INFO):
+        cpu = resolve_fast(opt, CPU)
+    assert not cpu['cuda_graph'] and cpu['amp'] is None and cpu['fused_attention']
+    assert cpu['optimizer'] == {**LOOP_DEFAULTS['optimizer'], 'fused': True}
+    assert 'CPU' in caplog.text
+    plain = resolve_fast(dict(LOOP_DEFAULTS), CUDA)
+    assert plain == dict(LOOP_DEFAULTS)             # off by default: nothing changes
+    sgd = resolve_fast({**opt, 'optimizer': dict(type='SGD', lr=0.1)}, CUDA)
+    assert sgd['optimizer'] == dict(type='SGD', lr=0.1)
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+
+
+@needs_cuda
+@pytest.mark.parametrize('with_stag', [False, True])
+def test_cuda_graph_step_equals_the_eager_step(with_stag):
+    """On CUDA: the replayed graph's predictions, parameters and Adam state equal the eager
+    adapter's (same kernels; float tolerance)."""
+    plugins = (lambda: [STAGHook()]) if with_stag else list
+    optimizer = {**FUSED_ADAM, 'capturable': True}
+    eager = _adapter(_tiny_model(CUDA), False, plugins(), optimizer=optimizer)
+    graphed = _adapter(_tiny_model(CUDA), True, plugins(), optimizer=optimizer)
+    assert graphed.graphed.use_graph
+    results = []
+    for i in range(4):
+        batch = synthetic_batch((32, 64), seed=i)
+        results.append((eager.step(batch, adapt=True), graphed.step(copy.deepcopy(batch),
+                                                                     adapt=True)))
+    assert graphed.graphed.graph is not None and graphed.graphed.captures == 1
+    _assert_same_run(eager, graphed, results, rtol=1e-4, atol=1e-5)
+
+
+@needs_cuda
+def test_cuda_graph_bf16_step_runs_and_stays_close():
+    optimizer = {**FUSED_ADAM, 'capturable': True}
+    eager = _adapter(_tiny_model(CUDA), False, [STAGHook()], optimizer=optimizer, amp='bf16')
+    graphed = _adapter(_tiny_model(CUDA), True, [STAGHook()], optimizer=optimizer, amp='bf16')
+    for i in range(3):
+        batch = synthetic_batch((32, 64), seed=i)
+        e = eager.step(batch, adapt=True)
+        g = graphed.step(copy.deepcopy(batch), adapt=True)
+        agree = (e.outputs[0].pred_sem_seg.data == g.outputs[0].pred_sem_seg.data).float()
+        assert agree.mean() > 0.95 and bool(g.updated)
+
+
+DEMO_METHODS = ('tent', 'tent+stag', 'eata', 'sar', 'cotta')
+
+
+@pytest.fixture(scope='module')
+def demo_stream(tmp_path_factory):
+    from stag_seg.demo.synth import ensure_demo_data
+
+    root = str(tmp_path_factory.mktemp('demo'))
+    ensure_demo_data(root, 4, num_train=2, num_val=4, num_per_condition=4)
+    return root
+
+
+@pytest.mark.parametrize('method', DEMO_METHODS)
+def test_fast_mode_records_match_eager_on_the_demo_stream(method, demo_stream, tmp_path):
+    """The demo stream (4 images per condition, 2 rounds, the shipped demo model): every
+    (round, domain) mIoU of the fast mode within 0.2 of eager fp32's, the mean over the
+    rounds within 0.1 (on CPU the fast mode is the fused attention and the fused Adam)."""
+    from stag_seg.demo import run_method
+    from stag_seg.demo.source_model import DEMO_CHECKPOINT
+
+    runs = {}
+    for fast in (False, True):
+        runs[fast] = run_method(method, demo_stream, str(tmp_path / str(fast)),
+                                DEMO_CHECKPOINT, rounds=2,
+                                cfg_options={'test_cfg.fast': fast, 'test_cfg.progress': False})
+    eager, fast = runs[False], runs[True]
+    assert [(r['round'], r['domain']) for r in fast] == [(r['round'], r['domain'])
+                                                         for r in eager]
+    for e, f in zip(eager, fast, strict=True):
+        assert abs(e['mIoU'] - f['mIoU']) <= 0.2, (method, e['round'], e['domain'])
+    mean = {k: sum(r['mIoU'] for r in v) / len(v) for k, v in runs.items()}
+    assert abs(mean[True] - mean[False]) <= 0.1
