@@ -137,7 +137,8 @@ class GraphedStep:
         self.optimizer.zero_grad(set_to_none=True)
         if self.use_graph:
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            # thread-local: the loader's pin-memory thread may use CUDA during the capture
+            with torch.cuda.graph(graph, capture_error_mode='thread_local'):
                 outputs = self.body(self.static_inputs, metas)
         with torch.no_grad():
             for tensor, value in saved:
