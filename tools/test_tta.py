@@ -53,7 +53,7 @@ def main(argv=None) -> None:
 
     if not args.verbose:
         quiet_warnings()
-    sys.exit(run_cli(args))
+    sys.exit(run_cli(args, argv))
 
 
 if __name__ == '__main__':
