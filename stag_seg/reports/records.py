@@ -18,7 +18,7 @@ from typing import Any
 
 from mmengine.logging import print_log
 
-from stag_seg.reports.atomic import atomic_write
+from stag_seg.reports.atomic import atomic_write, disk_full_error
 
 RESULTS_FILE = 'results.jsonl'
 REQUIRED_KEYS = ('method', 'round', 'domain', 'num_images', 'mIoU', 'mAcc', 'aAcc', 'IoU',
@@ -134,10 +134,16 @@ def append_record(work_dir: str, record: dict) -> dict:
     if osp.isfile(path) and _ends_torn(path):
         raise ValueError(f'{path} ends with an incomplete line (an interrupted write?); '
                          'call drop_torn_tail() on the work dir before appending')
-    with open(path, 'a', encoding='utf-8') as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(path, 'a', encoding='utf-8') as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:            # a cut line is dropped on --resume, which redoes its stage
+        full = disk_full_error(e, path)
+        if full is not None:
+            raise full from e
+        raise
     return record
 
 
