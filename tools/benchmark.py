@@ -29,6 +29,8 @@ not measured; everything goes to a JSON file.
 """
 import argparse
 
+import _common  # noqa: F401  (outside the environment: says how to set it up)
+
 import stag_seg  # noqa: F401  (compat patches and registration)
 from stag_seg.benchmark import (
     DEFAULT_CONFIGS,
