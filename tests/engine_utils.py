@@ -1,7 +1,9 @@
 """Helpers for engine tests: the tiny config on a fixture tree, and test-only hooks."""
 from __future__ import annotations
 
+import os
 import os.path as osp
+import time
 
 import torch
 from mmengine.hooks import Hook
@@ -82,3 +84,22 @@ class NonFiniteLossHook(TTAPlugin):
         if self.step in self.snapshots and self.snapshots[self.step][1] is None:
             after = {k: v.clone() for k, v in self.model.state_dict().items()}
             self.snapshots[self.step] = (self.snapshots[self.step][0], after)
+
+
+@HOOKS.register_module()
+class PauseOnceHook(Hook):
+    """After ``iters`` test iterations, creates the file named by $STAG_TEST_PAUSE_FILE and
+    sleeps (up to a minute): a run caught mid-stream, for a test to signal. Does nothing
+    without that variable or once the file exists (a resumed run goes through)."""
+
+    def __init__(self, iters: int) -> None:
+        self.iters = iters
+        self.seen = 0
+
+    def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        self.seen += 1
+        path = os.environ.get('STAG_TEST_PAUSE_FILE')
+        if self.seen != self.iters or not path or osp.exists(path):
+            return
+        open(path, 'w').close()
+        time.sleep(60)

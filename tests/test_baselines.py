@@ -510,8 +510,9 @@ def test_method_runs_through_the_cli_and_resumes_byte_identically(tmp_path, data
         assert done.value.code == 0
 
     cli(config, 'full')
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit) as stopped:       # Ctrl-C: one line, exit 130
         main([str(crash), '--work-dir', str(tmp_path / 'part'), '--cfg-options', *options])
+    assert stopped.value.code == 130
     assert len(load_records(str(tmp_path / 'part'))) == 3
     cli(config, 'part', '--resume')
     full = (tmp_path / 'full' / RESULTS_FILE).read_bytes()

@@ -336,9 +336,9 @@ def test_views_without_the_unchanged_input_are_an_error(tmp_path):
 
 
 def test_bad_options_name_the_option():
-    with pytest.raises(ValueError, match='cotta: alpha must be <= 1'):
+    with pytest.raises(ValueError, match='CoTTA: alpha must be <= 1'):
         CoTTA(alpha=1.5)
-    with pytest.raises(ValueError, match='cotta: threshold must be a finite number'):
+    with pytest.raises(ValueError, match='CoTTA: threshold must be a finite number'):
         CoTTA(threshold='high')
-    with pytest.raises(ValueError, match='cotta: restore_prob must be >= 0'):
+    with pytest.raises(ValueError, match='CoTTA: restore_prob must be >= 0'):
         CoTTA(restore_prob=-0.1)

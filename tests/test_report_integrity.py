@@ -308,7 +308,7 @@ def test_torn_last_line_is_an_error_by_default(tmp_path):
     work_dir, path = _torn_run(tmp_path)
     with pytest.raises(ValueError, match=r'results\.jsonl, line 3') as err:
         load_records(work_dir)
-    assert path in str(err.value) and 'drop_torn_tail' in str(err.value)
+    assert path in str(err.value) and '--resume' in str(err.value)
 
 
 def test_drop_torn_tail_rewrites_the_file(tmp_path, warnings_log):

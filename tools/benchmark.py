@@ -35,6 +35,8 @@ fast mode, and 1, 2, 4, 8 concurrent fast TENT streams; prints the fast mode's t
 """
 import argparse
 
+import _common  # noqa: F401  (outside the environment: says how to set it up)
+
 import stag_seg  # noqa: F401  (compat patches and registration)
 from stag_seg.benchmark import (
     DEFAULT_CONFIGS,

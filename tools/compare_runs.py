@@ -3,6 +3,8 @@ import argparse
 import os.path as osp
 import sys
 
+import _common  # noqa: F401  (outside the environment: says how to set it up)
+
 DEFAULT_FIGURE = 'compare_miou.png'
 
 

@@ -13,7 +13,7 @@ reports, the comparison plot and a qualitative figure under --work-dir.
 import argparse
 import warnings
 
-from mmengine.config import DictAction
+from _common import CfgOptionsAction
 
 warnings.filterwarnings('ignore', category=UserWarning, module=r'(mmseg|mmengine|mmcv)\.')
 import stag_seg  # noqa: E402,F401  (compat patches and registration)
@@ -38,7 +38,7 @@ def parse_args() -> argparse.Namespace:
                         choices=list(DEMO_CONFIGS), metavar='METHOD',
                         help=f'methods to run, in order, from: {" ".join(DEMO_CONFIGS)} '
                         f'(default: {" ".join(DEFAULT_METHODS)})')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='config overrides for every method, e.g. test_cfg.optimizer.lr=1e-3;'
                         ' custom_hooks.* ones (the STAG plug-in, e.g. custom_hooks.0.loss_weight'
                         '=1) go to the +stag methods only')

@@ -13,6 +13,8 @@ parameters; ROOT/MANIFEST.json records them and a rerun with the same ones does 
 import argparse
 import time
 
+import _common  # noqa: F401  (outside the environment: says how to set it up)
+
 from stag_seg.demo import generate_demo_data
 
 

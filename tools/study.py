@@ -10,6 +10,8 @@ table and the choice, and writes them to OUT/defaults.md.
 import argparse
 import sys
 
+import _common  # noqa: F401  (outside the environment: says how to set it up)
+
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],

@@ -7,6 +7,8 @@ import argparse
 import os.path as osp
 import sys
 
+import _common  # noqa: F401  (outside the environment: says how to set it up)
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -14,7 +14,7 @@ dir holds the config, per-class tables and every stage line.
 import argparse
 import sys
 
-from mmengine.config import DictAction
+from _common import CfgOptionsAction
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -39,8 +39,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--verbose', action='store_true',
                         help='print the log (config, per-class tables, third-party warnings) '
                         'on the console too, and full tracebacks')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, e.g. test_cfg.num_rounds=2')
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
+                        help='override config settings, e.g. test_cfg.num_rounds=2 (quote a '
+                        "value with spaces: 'test_dataloader.dataset.data_root=/my data')")
     args = parser.parse_args(argv)
     if args.amp:
         args.cfg_options = {**(args.cfg_options or {}), 'test_cfg.amp': args.amp}
@@ -53,7 +54,7 @@ def main(argv=None) -> None:
 
     if not args.verbose:
         quiet_warnings()
-    sys.exit(run_cli(args))
+    sys.exit(run_cli(args, argv))
 
 
 if __name__ == '__main__':

@@ -10,6 +10,8 @@ python tools/make_demo_data.py.
 """
 import argparse
 
+import _common  # noqa: F401  (outside the environment: says how to set it up)
+
 import stag_seg  # noqa: F401  (compat patches and registration)
 from stag_seg.demo.source_model import DEMO_CHECKPOINT, DEMO_MODEL_CONFIG, train_source_model
 

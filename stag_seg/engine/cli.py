@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os.path as osp
+import shlex
 import sys
 import traceback
 import warnings
@@ -26,16 +27,27 @@ def quiet_warnings() -> None:
     logging.getLogger('py.warnings').setLevel(logging.ERROR)
 
 
-def run_cli(args: argparse.Namespace) -> int:
-    """Runs the stream; prints the results table. Returns the exit code (errors: 1)."""
-    import stag_seg  # noqa: F401  (compat patches and registration)
-    from stag_seg.engine.launch import load_tta_config, run_tta
-    from stag_seg.reports import RESULTS_FILE, format_table, load_records
+def resume_command(argv: list[str]) -> str:
+    """The command line that continues this run: the same arguments and ``--resume``."""
+    resume = [] if '--resume' in argv else ['--resume']
+    return shlex.join(['python', 'tools/test_tta.py', *argv, *resume])
 
+
+def run_cli(args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    """Runs the stream; prints the results table. Returns the exit code (errors: 1; Ctrl-C:
+    130, with the command that resumes)."""
     try:
+        import stag_seg  # noqa: F401  (compat patches and registration)
+        from stag_seg.engine.launch import load_tta_config, run_tta
+        from stag_seg.reports import RESULTS_FILE, format_table, load_records
+
         cfg = load_tta_config(args.config, args.work_dir, args.cfg_options, args.resume,
                               args.out, args.checkpoint, args.random_init or None)
         run_tta(cfg, verbose=args.verbose)
+    except KeyboardInterrupt:
+        argv = sys.argv[1:] if argv is None else argv
+        print(f'test_tta: interrupted; resume with: {resume_command(argv)}', file=sys.stderr)
+        return 130
     except Exception as e:                  # one line; --verbose for the traceback
         if args.verbose:
             traceback.print_exc()

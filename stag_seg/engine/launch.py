@@ -7,6 +7,7 @@ from mmengine.config import Config
 
 from stag_seg.engine.config import validate_tta_config
 from stag_seg.engine.runner import StreamRunner
+from stag_seg.engine.work_dir import check_dir_option, finished_run, locked_work_dir
 
 
 def load_tta_config(config: str,
@@ -60,6 +61,7 @@ def run_tta(cfg: Config, checkpoint: str | None = None, random_init: bool | None
     """Runs the stream; returns the loop's summary metrics. Reports land in ``cfg.work_dir``.
 
     ``verbose=False`` keeps the console to warnings and progress (the log file gets all).
+    The work dir is locked for the run (a second run on it is refused, naming the holder).
     """
     if not verbose:
         cfg.console_log_level = 'WARNING'
@@ -70,4 +72,7 @@ def run_tta(cfg: Config, checkpoint: str | None = None, random_init: bool | None
     if random_init is not None:
         cfg.test_cfg.random_init = random_init
     validate_tta_config(cfg)
-    return StreamRunner.from_cfg(cfg).test()
+    check_dir_option(cfg.test_cfg.get('out_dir'), '--out')
+    with locked_work_dir(cfg.work_dir):     # before the Runner writes its logs there
+        done = finished_run(cfg)
+        return done if done is not None else StreamRunner.from_cfg(cfg).test()

@@ -17,7 +17,7 @@ from stag_seg.engine.adapter import TTAAdapter
 from stag_seg.engine.config import check_loop_options, run_fingerprint
 from stag_seg.engine.progress import StageProgress
 from stag_seg.engine.rng_state import get_rng_state, set_rng_state
-from stag_seg.engine.run_dir import RunDir
+from stag_seg.engine.run_dir import RunDir, with_checkpoint_identity
 from stag_seg.engine.scorer import DomainScorer, build_iou_metric
 from stag_seg.engine.speed import apply_speed_options, default_pin_memory, resolve_fast
 from stag_seg.engine.stream import DOMAIN_KEY, MixedDataset, Stage, build_domain, plan_stages
@@ -63,8 +63,9 @@ class ContinualTTALoop(BaseLoop):
         apply_speed_options(self.model, opt, logger)
         self._build_stream()
         run_dir = RunDir(self.runner.work_dir, logger)
-        self.fingerprint = run_fingerprint(self.runner.cfg, self.runner.seed)
-        saved = (run_dir.load_resume_state(self.fingerprint, len(self.stages))
+        self.fingerprint = with_checkpoint_identity(
+            run_fingerprint(self.runner.cfg, self.runner.seed), opt['checkpoint'])
+        saved = (run_dir.load_resume_state(self.fingerprint, len(self.stages), opt['checkpoint'])
                  if opt['resume'] else None)
         if saved is not None and saved['next_stage'] == len(self.stages):
             logger.warning(f'{self.runner.work_dir}: the run is already complete; nothing to do')

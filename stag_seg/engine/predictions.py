@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import os.path as osp
+import shutil
 
 import cv2
 import numpy as np
@@ -25,4 +26,6 @@ def save_prediction(sample: SegDataSample, path: str) -> None:
     os.makedirs(osp.dirname(path), exist_ok=True)
     pred = sample.pred_sem_seg.data.squeeze(0).cpu().numpy().astype(np.uint8)
     if not cv2.imwrite(path, pred):
-        raise OSError(f'could not write prediction {path}')
+        full = shutil.disk_usage(osp.dirname(path)).free < (1 << 20)
+        raise OSError(f'could not write prediction {path}'
+                      + (' (no space left on device)' if full else ''))

@@ -7,6 +7,8 @@ beyond the state's count are dropped and that stage is redone.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 import os
@@ -30,6 +32,34 @@ STATE_FILE = 'tta_state.pth'
 RUN_FILE = 'run.json'
 #: files of an earlier run that a fresh start moves to previous/<time>/
 RUN_FILES = (RESULTS_FILE, 'results.csv', 'results.md', 'miou.png', STATE_FILE, RUN_FILE)
+
+
+#: the fingerprint's keys for the checkpoint's content (its path may change, its bytes not)
+CHECKPOINT_KEYS = ('checkpoint.sha256', 'checkpoint.size')
+PATH_KEY = 'test_cfg.checkpoint'
+
+
+@functools.lru_cache(maxsize=4)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def with_checkpoint_identity(fingerprint: dict[str, str],
+                             checkpoint: str | None) -> dict[str, str]:
+    """``fingerprint`` with the checkpoint's path replaced by its size and sha256 (read once
+    per file version), so that --resume accepts the same file by another path and refuses
+    another file at the same path."""
+    if not checkpoint or not osp.isfile(checkpoint):
+        return fingerprint
+    out = {k: v for k, v in fingerprint.items() if k != PATH_KEY}
+    stat = os.stat(checkpoint)
+    out[CHECKPOINT_KEYS[0]] = _sha256(osp.realpath(checkpoint), stat.st_size, stat.st_mtime_ns)
+    out[CHECKPOINT_KEYS[1]] = str(stat.st_size)
+    return out
 
 
 def fingerprint_diff(saved: dict[str, str], current: dict[str, str]) -> list[str]:
@@ -70,12 +100,15 @@ class RunDir:
                             f'to {target}')
         return target
 
-    def load_resume_state(self, fingerprint: dict[str, str], num_stages: int) -> dict | None:
+    def load_resume_state(self, fingerprint: dict[str, str], num_stages: int | None,
+                          checkpoint: str | None = None) -> dict | None:
         """The saved state to resume from, checked against this run's config.
 
         Returns None when the work dir holds no run at all. A state written for another
-        config is an error naming the differing keys; records without a state are an error
-        (they cannot be continued and are not discarded silently).
+        config is an error naming the differing keys (another checkpoint file: naming the
+        file ``checkpoint``); records without a state are an error (they cannot be continued
+        and are not discarded silently). ``num_stages=None``: the stream's length is not
+        checked.
         """
         if not osp.exists(self.state_path):
             if osp.exists(self.results_path):
@@ -91,13 +124,21 @@ class RunDir:
         except Exception as e:
             raise ValueError(f'--resume: cannot read {self.state_path} ({e}); delete it and '
                              'run without --resume to start over') from e
-        diff = fingerprint_diff(state.get('fingerprint', {}), fingerprint)
+        saved = state.get('fingerprint', {})
+        if PATH_KEY in saved and CHECKPOINT_KEYS[0] not in saved:   # a state of older versions
+            fingerprint = {k: v for k, v in fingerprint.items() if k not in CHECKPOINT_KEYS}
+            fingerprint[PATH_KEY] = repr(checkpoint)
+        diff = fingerprint_diff(saved, fingerprint)
+        if checkpoint and set(diff) & set(CHECKPOINT_KEYS):
+            raise ValueError(f'--resume: the checkpoint {checkpoint} is not the file this '
+                             f'run started from ({self.state_path} holds another sha256); '
+                             'resume with that file, or run without --resume to start over')
         if diff:
             shown = ', '.join(diff[:10]) + (' ...' if len(diff) > 10 else '')
             raise ValueError(f'--resume: {self.state_path} was written for another config; '
                              f'these settings differ: {shown}. Resume with the same config, or '
                              'run without --resume to start over in this work dir')
-        if state['num_stages'] != num_stages:
+        if num_stages is not None and state['num_stages'] != num_stages:
             raise ValueError(f'--resume: {self.state_path} has {state["num_stages"]} stages, '
                              f'this stream {num_stages}')
         return state

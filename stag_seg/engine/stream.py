@@ -9,7 +9,7 @@ import numpy as np
 from mmseg.registry import DATASETS
 from torch.utils.data import ConcatDataset, Dataset
 
-from stag_seg.datasets import check_label_files
+from stag_seg.datasets import check_image_file, check_label_files
 
 ORDERS = ('sequential', 'mixed', 'dirichlet')
 #: metainfo key that carries a sample's domain through the pipeline, the model and scoring
@@ -33,6 +33,8 @@ class DomainDataset(Dataset):
         return len(self.indices)
 
     def __getitem__(self, index: int) -> dict:
+        info = self.dataset.get_data_info(self.indices[index])
+        check_image_file(info.get('img_path'))      # an empty or cut file, named
         data = self.dataset[self.indices[index]]
         samples = data.get('data_samples') if isinstance(data, dict) else None
         if samples is None:

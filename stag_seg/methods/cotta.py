@@ -116,9 +116,10 @@ class CoTTA(TTAMethod):
 
     def __init__(self, alpha: float = 0.999, threshold: float = 0.69,
                  restore_prob: float = 0.01) -> None:
-        check_number('cotta', 'alpha', alpha, low=0, high=1)
-        check_number('cotta', 'threshold', threshold, low=0, high=1)
-        check_number('cotta', 'restore_prob', restore_prob, low=0, high=1)
+        owner = type(self).__name__
+        check_number(owner, 'alpha', alpha, low=0, high=1)
+        check_number(owner, 'threshold', threshold, low=0, high=1)
+        check_number(owner, 'restore_prob', restore_prob, low=0, high=1)
         self.alpha = float(alpha)
         self.threshold = float(threshold)
         self.restore_prob = float(restore_prob)

@@ -166,8 +166,11 @@ class EATA(Tent):
         if adapter.build_loader is None:
             raise ValueError('EATA: fisher_alpha > 0 needs the adapter\'s build_loader to read '
                              'fisher_dataset')
-        self._fisher_loader = adapter.build_loader(dict(self.fisher_dataset),
-                                                   self.fisher_size)
+        try:
+            self._fisher_loader = adapter.build_loader(dict(self.fisher_dataset),
+                                                       self.fisher_size)
+        except (FileNotFoundError, ValueError) as e:      # the dataset's error, with the option
+            raise type(e)(f'test_cfg.method.fisher_dataset: {e}') from e
         adapter.logger.info(f'EATA: the Fisher information comes from a seeded subset of '
                             f'{len(self._fisher_loader.dataset)} source images, computed '
                             'before the first update (unless resumed)')

@@ -18,7 +18,7 @@ from typing import Any
 
 from mmengine.logging import print_log
 
-from stag_seg.reports.atomic import atomic_write
+from stag_seg.reports.atomic import atomic_write, disk_full_error
 
 RESULTS_FILE = 'results.jsonl'
 REQUIRED_KEYS = ('method', 'round', 'domain', 'num_images', 'mIoU', 'mAcc', 'aAcc', 'IoU',
@@ -133,11 +133,18 @@ def append_record(work_dir: str, record: dict) -> dict:
     path = osp.join(work_dir, RESULTS_FILE)
     if osp.isfile(path) and _ends_torn(path):
         raise ValueError(f'{path} ends with an incomplete line (an interrupted write?); '
-                         'call drop_torn_tail() on the work dir before appending')
-    with open(path, 'a', encoding='utf-8') as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
+                         'resume the run (tools/test_tta.py --resume), which drops it, or call '
+                         'drop_torn_tail() on the work dir before appending')
+    try:
+        with open(path, 'a', encoding='utf-8') as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:            # a cut line is dropped on --resume, which redoes its stage
+        full = disk_full_error(e, path)
+        if full is not None:
+            raise full from e
+        raise
     return record
 
 
@@ -171,8 +178,9 @@ def _read(path: str, torn_tail: str) -> tuple[list[dict], dict | None]:
                 dropped = {'path': path, 'line': lineno,
                            'text': line.decode('utf-8', errors='replace')}
                 continue
-            hint = ('; if the run was interrupted, drop_torn_tail() removes an incomplete '
-                    'last line' if index == last else '')
+            hint = ('; if the run was interrupted, tools/test_tta.py --resume on its work '
+                    'dir drops this incomplete last line and redoes its stage'
+                    if index == last else '')
             raise ValueError(f'{path}, line {lineno}: corrupt result record ({e}){hint}') from e
         except (TypeError, ValueError) as e:
             raise ValueError(f'{path}, line {lineno}: corrupt result record ({e})') from e

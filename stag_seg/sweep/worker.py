@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 
-from stag_seg.sweep.files import read_json, write_json_atomic
+from stag_seg.sweep.files import LockBusy, hold_lock, read_json, write_json_atomic
 
 DONE_FILE = 'sweep_done.json'
 RUN_FILE = 'sweep_run.json'
@@ -32,12 +32,6 @@ LOG_FILE = 'sweep.log'
 LOCK_FILE = 'sweep.lock'
 STATE_FILE = 'tta_state.pth'      # tools/test_tta.py's checkpoint for --resume
 LAUNCH_HEADER = '=== sweep launch'
-
-try:
-    import fcntl
-except ImportError:               # not POSIX: no lock
-    fcntl = None
-
 
 
 def run_state(work_dir: str) -> str:
@@ -74,20 +68,12 @@ def _die_with_parent():
 
 def _lock(work_dir: str, timeout: float) -> int:
     """An exclusive lock on the run dir, waiting up to ``timeout`` s; returns its fd."""
-    fd = os.open(osp.join(work_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
-    if fcntl is None:
-        return fd
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                os.close(fd)
-                raise RuntimeError(f'{work_dir} is still in use by another process after '
-                                   f'{timeout:.0f} s (an earlier sweep\'s run?)') from None
-            time.sleep(0.2)
+    try:
+        return hold_lock(osp.join(work_dir, LOCK_FILE), timeout)
+    except LockBusy as e:
+        holder = f' (pid {e.pid})' if e.pid else ''
+        raise RuntimeError(f'{work_dir} is still in use by another process{holder} after '
+                           f'{timeout:.0f} s (an earlier sweep\'s run?)') from None
 
 
 def _result(payload: dict, status: str, **extra) -> dict:
