@@ -7,6 +7,7 @@ from mmengine.config import Config
 
 from stag_seg.engine.config import validate_tta_config
 from stag_seg.engine.runner import StreamRunner
+from stag_seg.resources import resolve_config
 
 
 def load_tta_config(config: str,
@@ -23,8 +24,7 @@ def load_tta_config(config: str,
     set ``test_cfg.checkpoint`` / ``test_cfg.random_init`` (:func:`run_tta` can still set
     them, and requires one of the two); ``randomness.seed`` defaults to 0.
     """
-    if not osp.isfile(config):
-        raise FileNotFoundError(f'config file not found: {config}')
+    config = resolve_config(config)   # a path, stag_seg::<path> or a shipped config's name
     cfg = Config.fromfile(config)
     # no yapf: the Runner formats the config three times (log, work dir, visualizer) for text
     # nobody reads formatted (fromfile ignores format_python_code for plain configs)
