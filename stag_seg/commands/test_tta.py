@@ -1,20 +1,29 @@
 """Run continual test-time adaptation over a config's stream and write per-domain reports.
 
-    stag-tta CONFIG [CHECKPOINT] [--work-dir DIR] [--out DIR] [--resume]
-             [--random-init] [--amp bf16|fp16] [--verbose]
-             [--cfg-options KEY=VALUE ...]
+    stag-tta CONFIG [CHECKPOINT] [--work-dir DIR] [--out DIR] [--show-dir DIR]
+             [--show-interval K] [--vis-backend tensorboard|wandb|mlflow ...] [--resume]
+             [--random-init] [--amp bf16|fp16] [--verbose] [--cfg-options KEY=VALUE ...]
+
+CONFIG: a file, stag_seg::<folder>/<name>.py (the shipped configs, from any directory) or a
+shipped config's name (e.g. segformer_mit-b5_cs2acdc_tent-stag).
 
 The stream, the method, the optimizer and the plug-ins come from CONFIG (see the README,
 "The stream, in the config"). Reports land in the work dir as each domain ends:
 results.jsonl, results.csv, results.md, miou.png, run.json (and tta_state.pth for --resume);
 an earlier run's files there are moved to previous/<time>/ unless --resume continues it.
 The console shows one line per stage and the table at the end; the log file under the work
-dir holds the config, per-class tables and every stage line.
+dir holds the config, per-class tables, every stage line and the loss terms every 10 steps,
+which also go, with each domain's metrics and counters, to the config's visualizer (vis
+backends: vis_data/scalars.json by default; TensorBoard, W&B, MLflow with --vis-backend).
 """
 import argparse
 import sys
 
 from mmengine.config import DictAction
+
+#: --vis-backend's choices: mmengine's vis backends
+VIS_BACKENDS = {'tensorboard': 'TensorboardVisBackend', 'wandb': 'WandbVisBackend',
+                'mlflow': 'MLflowVisBackend'}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -27,6 +36,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                         '(default: work_dirs/<config name>)')
     parser.add_argument('--out', help='also save every scored prediction as '
                         '*_labelTrainIds.png under OUT/round_<r>/<domain>/')
+    parser.add_argument('--show-dir', help='also save every scored image with its colourised '
+                        'prediction beside it (the dataset\'s palette) as PNG under '
+                        'SHOW_DIR/round_<r>/<domain>/')
+    parser.add_argument('--show-interval', type=int, default=1, metavar='K',
+                        help='with --show-dir: every K-th scored image of each domain and round '
+                        '(default: 1, all)')
+    parser.add_argument('--vis-backend', nargs='+', choices=list(VIS_BACKENDS),
+                        help="send the stream's scalars (loss terms, per-domain mIoU/mAcc and "
+                        "counters, round means) to these mmengine vis backends too, besides "
+                        "the local one (vis_data/scalars.json); the same as setting "
+                        'visualizer.vis_backends in the config')
     parser.add_argument('--resume', action='store_true',
                         help="continue an interrupted stream from the work dir's tta_state.pth "
                         '(the config must be the same; a finished run is left as it is)')
@@ -42,8 +62,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, e.g. test_cfg.num_rounds=2')
     args = parser.parse_args(argv)
+    extra = {}
     if args.amp:
-        args.cfg_options = {**(args.cfg_options or {}), 'test_cfg.amp': args.amp}
+        extra['test_cfg.amp'] = args.amp
+    if args.show_dir:
+        extra.update({'test_cfg.show_dir': args.show_dir,
+                      'test_cfg.show_interval': args.show_interval})
+    if args.vis_backend:
+        extra['visualizer.vis_backends'] = [
+            dict(type='LocalVisBackend'), *(dict(type=VIS_BACKENDS[b]) for b in args.vis_backend)]
+    if extra:
+        args.cfg_options = {**(args.cfg_options or {}), **extra}
     return args
 
 

@@ -59,6 +59,7 @@ class TTAAdapter:
         self.plugins = list(plugins)
         self.logger = logger or logging.getLogger(__name__)
         self.build_loader = build_loader
+        self.losses: dict[str, torch.Tensor] = {}     # the last update's terms (detached)
         self.classifier_path = classifier
         self.classifier = get_submodule(model, classifier)
         self.device = next(model.parameters()).device
@@ -85,11 +86,15 @@ class TTAAdapter:
 
     # ---------------------------------------------------------------- the step
     def step(self, batch: dict, adapt: bool) -> StepResult:
-        """One online step: the method predicts ``batch`` and, if ``adapt``, updates on it."""
+        """One online step: the method predicts ``batch`` and, if ``adapt``, updates on it;
+        the result carries the loss terms the update was taken on."""
+        self.losses = {}
         try:
-            return self.method.forward_and_adapt(self, batch, adapt)
+            result = self.method.forward_and_adapt(self, batch, adapt)
         finally:
             self.tap.clear()
+        result.losses = result.losses or self.losses
+        return result
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The forward's precision context (``amp``); a no-op in float32."""
@@ -184,6 +189,7 @@ class TTAAdapter:
         plug-ins' ``after_update`` run. Returns whether the update happened."""
         wrapper = self.optim_wrapper
         ctx.updated = finite
+        self.losses = {k: v.detach() for k, v in ctx.losses.items()}   # for StepResult
         if finite:
             wrapper.step()
         elif getattr(wrapper, 'loss_scaler', None) is not None:
