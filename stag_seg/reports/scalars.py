@@ -42,6 +42,7 @@ def plot_scalars(work_dir: str, out: str) -> str:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     scalars = load_scalars(latest_scalars_file(work_dir))
     fig, (losses, miou) = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -50,8 +51,10 @@ def plot_scalars(work_dir: str, out: str) -> str:
             losses.plot(*zip(*points, strict=True), label=tag[len('step/'):], lw=1)
         elif tag.endswith('/mIoU'):
             style = dict(lw=2.5, color='k') if tag == 'round/mIoU' else dict(lw=1, marker='.')
-            miou.plot(*zip(*points, strict=True), label=tag.split('/')[0], **style)
+            label = 'round mean' if tag == 'round/mIoU' else tag.split('/')[0]
+            miou.plot(*zip(*points, strict=True), label=label, **style)
     losses.set(xlabel='images streamed', ylabel='loss term', title='step/<term>')
+    miou.xaxis.set_major_locator(MaxNLocator(integer=True))
     miou.set(xlabel='round', ylabel='mIoU (%)', title='<domain>/mIoU and round/mIoU')
     for ax in (losses, miou):
         ax.grid(alpha=0.3)
