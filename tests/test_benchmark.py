@@ -414,7 +414,8 @@ def test_help_documents_the_options(monkeypatch, capsys):
     out = capsys.readouterr().out
     for option in ('--device', '--size', '--steps', '--warmup', '--configs', '--methods',
                    '--speed', '--skip-loop', '--loop-images', '--loop-precisions',
-                   '--stream-size', '--loop-workers', '--startup-reps', '--threads', '--out'):
+                   '--stream-size', '--loop-workers', '--startup-reps', '--threads', '--out',
+                   '--quick', '--streams'):
         assert option in out
     args = tool.parse_args(['--speed', '--methods', 'tent'])
     assert args.speed == [] and args.methods == ['tent']

@@ -109,3 +109,14 @@ def test_truncated_png_is_named_without_a_libpng_line(tmp_path, acdc, capfd):
     with pytest.raises(Exception, match=rf'{image}.*truncated'):
         build_runner(str(tmp_path / 'w'), acdc).test()
     assert 'libpng' not in capfd.readouterr().err
+
+
+def test_resume_command_names_the_command_that_was_run():
+    from stag_seg.engine.cli import resume_command
+
+    argv = ['cfg.py', '--cfg-options', 'data_root=/my data']
+    tail = "cfg.py --cfg-options 'data_root=/my data' --resume"
+    assert resume_command(argv, 'tools/test_tta.py') == f'python tools/test_tta.py {tail}'
+    assert resume_command(argv, '/venv/bin/stag-tta') == f'stag-tta {tail}'
+    assert resume_command([*argv, '--resume'], '/x/stag_seg/commands/test_tta.py') == \
+        f'python -m stag_seg.commands.test_tta {tail}'

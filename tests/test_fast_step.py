@@ -115,6 +115,11 @@ def _assert_same_run(eager, graphed, results, rtol, atol):
         assert bool(g.updated) == e.updated
         same = (e.outputs[0].pred_sem_seg.data == g.outputs[0].pred_sem_seg.data).float()
         assert same.mean() >= 0.99
+        # the step's loss terms (StreamScalarsHook's), named as eager, as device tensors
+        assert list(g.losses) == list(e.losses) and e.losses
+        for name, term in g.losses.items():
+            assert isinstance(term, torch.Tensor) and term.device == e.losses[name].device
+            torch.testing.assert_close(term, e.losses[name], rtol=rtol, atol=atol, msg=name)
     for (key, value), other in zip(eager.model.state_dict().items(),
                                    graphed.model.state_dict().values(), strict=True):
         torch.testing.assert_close(other, value, rtol=rtol, atol=atol, msg=key)

@@ -1,4 +1,5 @@
-"""Packaging: setup.py's declared requirements, the documented installs, the missing-mmcv error.
+"""Packaging: setup.py's declared requirements, the documented installs, the missing-mmcv error,
+and a real wheel (commands, shipped configs, the demo) installed outside the clone.
 
 The install tests run pip for real, offline: a fresh venv, and stub wheels (a package folder plus
 ``METADATA``/``WHEEL``/``RECORD``) for stag-seg - whose metadata comes from ``setup.py egg_info`` -
@@ -11,8 +12,10 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -258,3 +261,126 @@ def test_import_with_leftover_mmcv_folder_names_it(tmp_path: Path) -> None:
                'sys.meta_path.insert(0, Leftover)')
     last = _assert_one_clear_error(_import_stag_seg(prelude))
     assert f'{tmp_path / "mmcv"} holds no mmcv install' in last
+
+
+# --------------------------------------------------------------------------- the real wheel
+#: what setup.py's build reads from the clone (tests, docs and tools stay out of a wheel)
+WHEEL_SOURCES = ('setup.py', 'MANIFEST.in', 'README.md', 'pyproject.toml', 'stag_seg', 'configs',
+                 'checkpoints/segformer_mini_minicity.pth')
+
+
+class WheelVenv:
+    """A fresh venv outside the clone with stag-seg installed from a wheel built here.
+
+    The wheel goes in with ``--no-deps``; its requirements come from this interpreter's
+    site-packages through a ``.pth`` line (a path, so the editable install's finder there is
+    not run and the clone cannot shadow the wheel). Commands run in ``cwd`` with no
+    PYTHONPATH and the user cache in ``cache``.
+    """
+
+    def __init__(self, tmp: Path) -> None:
+        src, dist = tmp / 'src', tmp / 'dist'
+        for rel in WHEEL_SOURCES:
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            if (REPO / rel).is_dir():
+                shutil.copytree(REPO / rel, src / rel,
+                                ignore=shutil.ignore_patterns('__pycache__', '.mim'))
+            else:
+                shutil.copy2(REPO / rel, src / rel)
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(('PIP_', 'PYTHON', 'VIRTUAL_ENV', 'STAG_SEG'))}
+        self.env.update(PIP_CONFIG_FILE=os.devnull, XDG_CACHE_HOME=str(tmp / 'cache'),
+                        MPLBACKEND='Agg')
+        self._run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation',
+                   '--no-index', '-q', '-w', str(dist), str(src)], cwd=tmp)
+        (self.wheel,) = dist.glob('stag_seg-*.whl')
+        root = tmp / 'venv'
+        self._run([sys.executable, '-m', 'venv', str(root)], cwd=tmp)
+        self.python, self.bin = str(root / 'bin' / 'python'), root / 'bin'
+        site = Path(self.py('import sysconfig; print(sysconfig.get_path("purelib"))', tmp))
+        deps = {sysconfig.get_path('purelib'), sysconfig.get_path('platlib')}
+        (site / 'stag_seg_test_deps.pth').write_text('\n'.join(sorted(deps)) + '\n')
+        self._run([self.python, '-m', 'pip', 'install', '--no-deps', '--no-index', '-q',
+                   '--disable-pip-version-check', str(self.wheel)], cwd=tmp)
+        self.site = site
+        self.cwd = tmp / 'elsewhere'
+        self.cwd.mkdir()
+
+    def _run(self, cmd: list[str], cwd: Path, timeout: int = 600) -> str:
+        done = subprocess.run(cmd, cwd=cwd, env=self.env, capture_output=True, text=True,
+                              timeout=timeout)
+        assert done.returncode == 0, f'{cmd} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}'
+        return done.stdout
+
+    def py(self, code: str, cwd: Path | None = None) -> str:
+        return self._run([self.python, '-c', code], cwd or self.cwd).strip()
+
+    def command(self, name: str, *args: str) -> str:
+        return self._run([str(self.bin / name), *args], self.cwd)
+
+
+@pytest.fixture(scope='module')
+def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> WheelVenv:
+    return WheelVenv(tmp_path_factory.mktemp('wheel'))
+
+
+def test_wheel_ships_commands_configs_and_demo_checkpoint(wheel_venv: WheelVenv) -> None:
+    with zipfile.ZipFile(wheel_venv.wheel) as zf:
+        names = set(zf.namelist())
+        entry_points = zf.read(next(n for n in names if n.endswith('entry_points.txt'))).decode()
+    configs = {str(p.relative_to(REPO)) for p in (REPO / 'configs').rglob('*') if p.is_file()}
+    assert {f'stag_seg/.mim/{c}' for c in configs} <= names
+    assert 'stag_seg/.mim/checkpoints/segformer_mini_minicity.pth' in names
+    assert not any(n.startswith(('tests/', 'tools/', 'configs/')) for n in names)
+    setup_py = (REPO / 'setup.py').read_text()
+    commands = dict(re.findall(r"^    '(stag-[a-z-]+)': '(\w+)',$", setup_py, re.M))
+    # commands and tools, less their shared helpers (_options.py, tools/_common.py) and __init__
+    modules = {p.stem for p in (REPO / 'stag_seg' / 'commands').glob('*.py')
+               if not p.stem.startswith('_')}
+    tools = {p.stem for p in (REPO / 'tools').glob('*.py') if not p.stem.startswith('_')}
+    assert set(commands.values()) == modules == tools
+    for name, module in commands.items():
+        assert f'{name} = stag_seg.commands.{module}:main' in entry_points
+        assert (wheel_venv.bin / name).is_file()
+        wrapper = (REPO / 'tools' / f'{module}.py').read_text()
+        assert f'from stag_seg.commands.{module} import main' in wrapper
+        assert 'import _common' in wrapper          # the environment guard, first
+        assert wrapper.index('import _common') < wrapper.index('from stag_seg')
+    # the wheel's package, not the clone's
+    where = wheel_venv.py('import stag_seg, stag_seg.resources as r; '
+                          'print(stag_seg.__file__, r.in_clone(), r.configs_dir())')
+    package, in_clone, configs_dir = where.split()
+    assert package == str(wheel_venv.site / 'stag_seg' / '__init__.py')
+    assert in_clone == 'False' and configs_dir == str(wheel_venv.site / 'stag_seg/.mim/configs')
+
+
+def test_wheel_commands_help_demo_and_packaged_config(wheel_venv: WheelVenv) -> None:
+    for name in ('stag-tta', 'stag-demo', 'stag-sweep'):
+        text = wheel_venv.command(name, '--help')
+        assert text.startswith(f'usage: {name} ')
+    assert 'stag_seg::' in wheel_venv.command('stag-tta', '--help')
+
+    # the demo's data is rendered in (then found in) the user cache, its checkpoint shipped
+    cache = Path(wheel_venv.env['XDG_CACHE_HOME']) / 'stag-seg' / 'demo'
+    wheel_venv.command('stag-make-demo-data', '--root', str(cache), '--num-per-condition', '4')
+    out = wheel_venv.command('stag-demo', '--rounds', '1', '--images', '4')
+    assert f'data ready in {cache}: 4 of the 4 images' in out
+    work = wheel_venv.cwd / 'work_dirs' / 'demo'
+    for method in ('source', 'tent', 'tent_stag'):
+        records = [json.loads(line)
+                   for line in (work / method / 'results.jsonl').read_text().splitlines()]
+        assert [r['num_images'] for r in records] == [4, 4, 4, 4, 50]
+    assert (work / 'qualitative.png').is_file() and (work / 'compare_miou.png').is_file()
+
+    # a stream from the packaged config, by its stag_seg:: name, from another directory
+    checkpoint = wheel_venv.site / 'stag_seg/.mim/checkpoints/segformer_mini_minicity.pth'
+    wheel_venv.command(
+        'stag-tta', 'stag_seg::demo/segformer_mini_demo-acdc_tent-stag.py', str(checkpoint),
+        '--work-dir', 'run', '--cfg-options', f'test_dataloader.dataset.data_root={cache}/acdc',
+        'test_cfg.num_rounds=1', 'test_cfg.forgetting=None', 'test_cfg.subset=2',
+        'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False')
+    records = [json.loads(line)
+               for line in (wheel_venv.cwd / 'run' / 'results.jsonl').read_text().splitlines()]
+    assert [(r['domain'], r['num_images'], r['method']) for r in records] == [
+        (d, 2, 'tent+stag') for d in ('fog', 'night', 'rain', 'snow')]
+    assert list((wheel_venv.cwd / 'run').glob('*/vis_data/scalars.json'))

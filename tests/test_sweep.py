@@ -99,7 +99,7 @@ def test_spec_expands_runs_options_and_pairs(tmp_path):
     assert spec.resources == {'num_cpus': 1, 'num_gpus': 0}
 
     p = payload(run, str(tmp_path / 'out'), spec)
-    assert p['head'][1:] == [osp.join(REPO, 'tools', 'test_tta.py'), TINY_STAG, '--work-dir',
+    assert p['head'][1:] == ['-m', 'stag_seg.commands.test_tta', TINY_STAG, '--work-dir',
                              str(tmp_path / 'out' / run.name)]
     assert p['tail'] == ['--cfg-options', 'test_cfg.num_rounds=10', 'test_cfg.order=mixed',
                          'test_cfg.label_shift.type=dirichlet', 'test_cfg.label_shift.alpha=0.5',

@@ -1,5 +1,6 @@
 """What every tools/*.py imports first: outside the project's environment, one line naming the
-command that sets it up (not a ModuleNotFoundError); and the ``--cfg-options`` action."""
+command that sets it up (not a ModuleNotFoundError). The commands' own code (and the
+``--cfg-options`` action) is in stag_seg/commands/."""
 import importlib.util
 import os.path as osp
 import sys
@@ -16,18 +17,3 @@ def _check_environment() -> None:
 
 
 _check_environment()
-
-from mmengine.config import DictAction  # noqa: E402
-
-
-class CfgOptionsAction(DictAction):
-    """mmengine's ``DictAction``, except that a plain value (no bracket, no comma) keeps its
-    inner spaces: ``data_root='/data/my acdc'`` stays ``/data/my acdc`` (mmengine would drop
-    every space, giving ``/data/myacdc``). Lists and tuples parse as in mmengine."""
-
-    @staticmethod
-    def _parse_iterable(val: str):
-        plain = val.strip().strip('\'"').strip()
-        if not any(c in plain for c in '[](),'):
-            return DictAction._parse_int_float_bool(plain)
-        return DictAction._parse_iterable(val)

@@ -1,36 +1,15 @@
-"""Compare CTTA runs: one mIoU-over-the-stream figure and one methods x domains table."""
-import argparse
+"""Compare CTTA runs: one mIoU-over-the-stream figure and one methods x domains table.
+
+Runs the ``stag-compare`` command (stag_seg/commands/compare_runs.py)
+from this clone; ``--help`` lists its options.
+"""
 import os.path as osp
 import sys
 
 import _common  # noqa: F401  (outside the environment: says how to set it up)
 
-DEFAULT_FIGURE = 'compare_miou.png'
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument('work_dirs', nargs='+', metavar='WORK_DIR',
-                        help='run directories holding results.jsonl')
-    parser.add_argument('--out', help=f'figure path (default: <first WORK_DIR>/{DEFAULT_FIGURE})')
-    parser.add_argument('--names', nargs='+', help='method names, one per WORK_DIR')
-    return parser.parse_args(argv)
-
-
-def main(argv=None) -> None:
-    args = parse_args(argv)
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-    from stag_seg.reports import format_comparison, load_runs, plot_miou
-
-    try:
-        runs = load_runs(args.work_dirs, args.names)
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f'compare_runs: {e}')
-    out = args.out or osp.join(args.work_dirs[0], DEFAULT_FIGURE)
-    print(format_comparison(runs))
-    plot_miou(runs, out)
-    print(f'figure: {out}')
-
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this clone's stag_seg
+from stag_seg.commands.compare_runs import main, parse_args  # noqa: E402,F401
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

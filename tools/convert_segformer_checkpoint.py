@@ -1,45 +1,15 @@
 """Convert NVlabs' or HuggingFace's SegFormer checkpoint into one for stag-seg's NVlabs configs.
 
-    python tools/convert_segformer_checkpoint.py SRC DST [--config CONFIG]
-
-SRC: NVlabs' segformer.b5.1024x1024.city.160k.pth, or HuggingFace's
-nvidia/segformer-b5-finetuned-cityscapes-1024-1024 pytorch_model.bin (or model.safetensors with
-the safetensors package); the format is detected from the keys. DST loads into the model of
-CONFIG (default configs/_base_/models/segformer_mit-b5-nvlabs_cityscapes.py) with no missing or
-unexpected keys.
+Runs the ``stag-convert`` command (stag_seg/commands/convert_segformer_checkpoint.py)
+from this clone; ``--help`` lists its options.
 """
-import argparse
 import os.path as osp
 import sys
 
 import _common  # noqa: F401  (outside the environment: says how to set it up)
 
-
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('src', help='NVlabs .pth, HuggingFace .bin or .safetensors')
-    parser.add_argument('dst', help='converted checkpoint to write')
-    parser.add_argument('--config', help='model config the checkpoint is for (default: the '
-                        'NVlabs SegFormer-B5 Cityscapes model config)')
-    return parser.parse_args(argv)
-
-
-def main(argv=None) -> None:
-    args = parse_args(argv)
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-    from stag_seg.models.segformer_convert import (
-        DEFAULT_CONFIG,
-        ConversionError,
-        convert_checkpoint,
-    )
-
-    try:
-        meta = convert_checkpoint(args.src, args.dst, args.config or DEFAULT_CONFIG)
-    except (ConversionError, FileNotFoundError) as e:
-        sys.exit(f'convert_segformer_checkpoint: {e}')
-    print(f'{args.dst}: {meta["num_keys"]} tensors from the {meta["source_format"]} checkpoint '
-          f'{args.src}, checked against {meta["config"]}')
-
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this clone's stag_seg
+from stag_seg.commands.convert_segformer_checkpoint import main, parse_args  # noqa: E402,F401
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -1,56 +1,15 @@
 """The offline demo: Source vs TENT vs TENT+STAG on a drifting procedural street-scene stream.
 
-    python tools/demo.py [--rounds 10] [--images 50] [--data-root data/demo]
-                         [--work-dir work_dirs/demo] [--methods source tent tent+stag]
-                         [--cfg-options KEY=VALUE ...]
-
-Renders the data once (cached under --data-root: mini-Cityscapes and 50 mini-ACDC images per
-condition, more only if --images asks for more), adapts the shipped source model over
-fog -> night -> rain -> snow for --rounds rounds on the first --images images of each
-condition, prints the per-domain x round tables and the comparison, and writes each method's
-reports, the comparison plot and a qualitative figure under --work-dir.
+Runs the ``stag-demo`` command (stag_seg/commands/demo.py)
+from this clone; ``--help`` lists its options.
 """
-import argparse
-import warnings
+import os.path as osp
+import sys
 
-from _common import CfgOptionsAction
+import _common  # noqa: F401  (outside the environment: says how to set it up)
 
-warnings.filterwarnings('ignore', category=UserWarning, module=r'(mmseg|mmengine|mmcv)\.')
-import stag_seg  # noqa: E402,F401  (compat patches and registration)
-from stag_seg.demo.launch import DEFAULT_METHODS, DEMO_CONFIGS, DEMO_ROUNDS  # noqa: E402
-from stag_seg.demo.run import run_demo  # noqa: E402
-
-
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--rounds', type=int, default=DEMO_ROUNDS,
-                        help='passes over the stream (default: %(default)s, a long horizon: '
-                        "TENT's drift shows)")
-    parser.add_argument('--images', type=int, default=50,
-                        help='stream images per condition: the first N rendered ones; fewer '
-                        'than cached reuses the cache, more renders more (default: 50)')
-    parser.add_argument('--data-root', default='data/demo',
-                        help='where the generated data is cached (default: data/demo)')
-    parser.add_argument('--work-dir', default='work_dirs/demo',
-                        help='where reports and figures go (default: work_dirs/demo)')
-    parser.add_argument('--methods', nargs='+', default=list(DEFAULT_METHODS),
-                        choices=list(DEMO_CONFIGS), metavar='METHOD',
-                        help=f'methods to run, in order, from: {" ".join(DEMO_CONFIGS)} '
-                        f'(default: {" ".join(DEFAULT_METHODS)})')
-    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
-                        help='config overrides for every method, e.g. test_cfg.optimizer.lr=1e-3;'
-                        ' custom_hooks.* ones (the STAG plug-in, e.g. custom_hooks.0.loss_weight'
-                        '=1) go to the +stag methods only')
-    return parser.parse_args()
-
-
-def main() -> None:
-    args = parse_args()
-    run_demo(args.data_root, args.work_dir, rounds=args.rounds,
-             images_per_condition=args.images, methods=args.methods,
-             cfg_options=args.cfg_options)
-
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this clone's stag_seg
+from stag_seg.commands.demo import main, parse_args  # noqa: E402,F401
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -1,36 +1,15 @@
 """Apply the STAG study's rule for the defaults (docs/study.md) to a finished sweep.
 
-    python tools/study.py configs/sweeps/study_stag.py --out work_dirs/sweeps/study_stag
-
-Reads every finished run of the sweep, computes each STAG setting's paired gain over the
-baseline (TENT, same seed and regime) in overall mean mIoU per regime, and picks the setting
-with the best worst-case gain (settings within 0.05 mIoU of it: the best mean gain). Prints the
-table and the choice, and writes them to OUT/defaults.md.
+Runs the ``stag-study`` command (stag_seg/commands/study.py)
+from this clone; ``--help`` lists its options.
 """
-import argparse
+import os.path as osp
 import sys
 
 import _common  # noqa: F401  (outside the environment: says how to set it up)
 
-
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                     epilog=__doc__.split('\n\n', 2)[2],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('spec', help='the sweep spec (e.g. configs/sweeps/study_stag.py)')
-    parser.add_argument('--out', required=True, help="the sweep's out dir (its runs)")
-    parser.add_argument('--prefix', default='stag-',
-                        help='methods that are STAG settings (default: names starting stag-)')
-    args = parser.parse_args(argv)
-
-    import stag_seg  # noqa: F401  (compat patches and registration)
-    from stag_seg.demo.study import defaults_report
-
-    try:
-        print(defaults_report(args.spec, args.out, args.prefix))
-    except ValueError as e:
-        sys.exit(f'study: {e}')
-
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this clone's stag_seg
+from stag_seg.commands.study import main, parse_args  # noqa: E402,F401
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

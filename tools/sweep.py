@@ -1,52 +1,15 @@
-"""Run a sweep of continual-TTA runs (tools/test_tta.py) on Ray or serially, then report.
+"""Run a sweep of continual-TTA runs (stag-tta) on Ray or serially, then report.
 
-    python tools/sweep.py SWEEP [--backend ray|serial] [--address ADDR] [--resume] [--out DIR]
-                          [--num-cpus N] [--num-gpus N] [--dry-run] [--report-only]
+Runs the ``stag-sweep`` command (stag_seg/commands/sweep.py)
+from this clone; ``--help`` lists its options.
 """
-import argparse
 import os.path as osp
 import sys
 
 import _common  # noqa: F401  (outside the environment: says how to set it up)
 
-
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('sweep', help='sweep spec (.py), e.g. configs/sweeps/demo_smoke.py')
-    parser.add_argument('--backend', choices=('ray', 'serial'), default='ray',
-                        help='ray (default): runs in parallel as Ray tasks; serial: one after '
-                        'another in this process')
-    parser.add_argument('--address', help='join this Ray cluster instead of starting a local '
-                        'instance (e.g. auto)')
-    parser.add_argument('--resume', action='store_true',
-                        help='continue a sweep in an out dir that already has runs: finished '
-                        'runs are skipped, interrupted ones continue with test_tta.py --resume')
-    parser.add_argument('--out', help='sweep directory (default: work_dirs/sweeps/<spec name>)')
-    parser.add_argument('--num-cpus', type=int, help='CPUs of the local Ray instance '
-                        '(default: all)')
-    parser.add_argument('--num-gpus', type=int, help='GPUs of the local Ray instance '
-                        '(default: all)')
-    parser.add_argument('--dry-run', action='store_true',
-                        help='list the runs, their state and commands; launch nothing')
-    parser.add_argument('--report-only', action='store_true',
-                        help='(re)write the report from the finished runs; launch nothing')
-    return parser.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-    from stag_seg.sweep import SweepError, SweepSpecError, run_sweep
-
-    try:
-        return run_sweep(args.sweep, out_dir=args.out, backend=args.backend,
-                         address=args.address, resume=args.resume, num_cpus=args.num_cpus,
-                         num_gpus=args.num_gpus, dry_run=args.dry_run,
-                         report_only=args.report_only)
-    except (SweepError, SweepSpecError) as e:
-        print(f'sweep: {e}', file=sys.stderr)
-        return 2
-
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this clone's stag_seg
+from stag_seg.commands.sweep import main, parse_args  # noqa: E402,F401
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -1,42 +1,15 @@
 """Train the demo's source model on mini-Cityscapes and publish it as a weights-only checkpoint.
 
-    python tools/train_demo_model.py [--config CONFIG] [--work-dir DIR] [--out FILE]
-                                     [--max-iters N]
-
-Trains with mmseg's own loop on mini-Cityscapes train, scores mini-Cityscapes val, and writes
-the published checkpoint (state_dict and meta with the clean-val metrics); the defaults
-reproduce the shipped checkpoints/segformer_mini_minicity.pth. Needs the demo data first:
-python tools/make_demo_data.py.
+Runs the ``stag-train-demo-model`` command (stag_seg/commands/train_demo_model.py)
+from this clone; ``--help`` lists its options.
 """
-import argparse
+import os.path as osp
+import sys
 
 import _common  # noqa: F401  (outside the environment: says how to set it up)
 
-import stag_seg  # noqa: F401  (compat patches and registration)
-from stag_seg.demo.source_model import DEMO_CHECKPOINT, DEMO_MODEL_CONFIG, train_source_model
-
-
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--config', default=DEMO_MODEL_CONFIG,
-                        help=f'model and training config (default: {DEMO_MODEL_CONFIG})')
-    parser.add_argument('--work-dir', default='work_dirs/segformer_mini_minicity',
-                        help='logs and training checkpoints '
-                        '(default: work_dirs/segformer_mini_minicity)')
-    parser.add_argument('--out', default=DEMO_CHECKPOINT,
-                        help=f'published checkpoint path (default: {DEMO_CHECKPOINT})')
-    parser.add_argument('--max-iters', type=int,
-                        help='override the schedule\'s length (smoke runs)')
-    return parser.parse_args()
-
-
-def main() -> None:
-    args = parse_args()
-    metrics = train_source_model(args.config, args.work_dir, args.out, args.max_iters)
-    print(f"clean val (mini-Cityscapes val): mIoU {metrics['mIoU']:.2f}  "
-          f"mAcc {metrics['mAcc']:.2f}  aAcc {metrics['aAcc']:.2f}  -> {args.out}")
-
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this clone's stag_seg
+from stag_seg.commands.train_demo_model import main, parse_args  # noqa: E402,F401
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

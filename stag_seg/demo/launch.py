@@ -7,8 +7,8 @@ from stag_seg.datasets.acdc import ACDC_CONDITIONS
 from stag_seg.demo.synth import acdc_subset, cached_params
 from stag_seg.engine.launch import load_tta_config, run_tta
 from stag_seg.reports import load_records
+from stag_seg.resources import CLONE_DIR, cache_dir, in_clone, shipped_path
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 #: every demo method (name -> config); '+stag' adds the STAG plug-in to the method
 DEMO_CONFIGS = {name: f"configs/demo/segformer_mini_demo-acdc_{name.replace('+', '-')}.py"
                 for name in ('source', 'bn-adapt', 'tent', 'tent+stag', 'eata', 'eata+stag',
@@ -22,8 +22,23 @@ PLUGIN_OPTIONS = 'custom_hooks.'
 
 
 def repo_path(path: str) -> str:
-    """``path`` itself if absolute, else relative to the repository root."""
-    return path if osp.isabs(path) else osp.join(REPO, path)
+    """``path`` itself if absolute, else relative to the clone's root (outside a clone: to
+    the current directory)."""
+    if osp.isabs(path):
+        return path
+    return osp.join(CLONE_DIR, path) if in_clone() else osp.abspath(path)
+
+
+def shipped_file(path: str) -> str:
+    """A shipped file named clone-relative (a demo config, the demo checkpoint): the clone's,
+    or the installed package's copy; an absolute path as it is."""
+    return path if osp.isabs(path) else shipped_path(path)
+
+
+def default_data_root() -> str:
+    """Where the demo's data is rendered and cached: data/demo in a clone, else the user
+    cache (``<cache>/demo``, see :func:`stag_seg.resources.cache_dir`)."""
+    return repo_path('data/demo') if in_clone() else osp.join(cache_dir(), 'demo')
 
 
 def method_dir(work_dir: str, name: str) -> str:
@@ -44,12 +59,12 @@ def stream_subset(data_root: str, images_per_condition: int | None) -> dict[str,
     params = cached_params(data_root)
     if params is None:
         raise FileNotFoundError(f'{osp.join(data_root, "MANIFEST.json")}: no demo data there '
-                                '(run tools/make_demo_data.py or tools/demo.py first)')
+                                '(run stag-make-demo-data or stag-demo first)')
     cached = int(params['num_per_condition'])
     if not 1 <= images_per_condition <= cached:
         raise ValueError(f'images_per_condition={images_per_condition}: {data_root} holds '
                          f'{cached} images per condition; expected 1..{cached} (render more '
-                         'with tools/make_demo_data.py --num-per-condition)')
+                         'with stag-make-demo-data --num-per-condition)')
     if images_per_condition == cached:
         return {}
     return {c: acdc_subset(c, cached, images_per_condition) for c in ACDC_CONDITIONS}
@@ -81,7 +96,7 @@ def run_method(name: str, data_root: str, work_dir: str, checkpoint: str, rounds
     options.update({k: v for k, v in (cfg_options or {}).items()
                     if not k.startswith(PLUGIN_OPTIONS) or name.endswith('+stag')})
     run_dir = method_dir(work_dir, name)
-    cfg = load_tta_config(repo_path(DEMO_CONFIGS[name]), run_dir, options,
+    cfg = load_tta_config(shipped_file(DEMO_CONFIGS[name]), run_dir, options,
                           out_dir=predictions_dir(work_dir, name))
-    run_tta(cfg, repo_path(checkpoint), verbose=False)
+    run_tta(cfg, shipped_file(checkpoint), verbose=False)
     return load_records(run_dir)

@@ -10,6 +10,7 @@ from stag_seg.demo.figure import figure_rows
 from stag_seg.demo.launch import (
     DEFAULT_METHODS,
     DEMO_ROUNDS,
+    default_data_root,
     repo_path,
     run_method,
     stream_subset,
@@ -25,7 +26,7 @@ STUDY_POINTER = ('one stream, one seed: for STAG over 3 stream seeds x 4 regimes
                  '95% intervals (and how the defaults were chosen) see docs/study.md')
 
 
-def run_demo(data_root: str = 'data/demo',
+def run_demo(data_root: str | None = None,
              work_dir: str = 'work_dirs/demo',
              checkpoint: str = DEMO_CHECKPOINT,
              rounds: int = DEMO_ROUNDS,
@@ -38,9 +39,13 @@ def run_demo(data_root: str = 'data/demo',
     The data is rendered once (50 images per condition, or more if asked) and reused; each
     run takes the first ``images_per_condition`` images of every condition. ``data_kwargs``
     go to :func:`~stag_seg.demo.synth.ensure_demo_data` (e.g. smaller trees in tests).
+    ``data_root`` defaults to :func:`~stag_seg.demo.launch.default_data_root`; relative paths
+    are the clone's (outside a clone: the current directory's); the source model is the
+    clone's checkpoint or the wheel's copy.
     """
     start = time.time()
-    data_root, work_dir = repo_path(data_root), repo_path(work_dir)
+    data_root = repo_path(data_root) if data_root else default_data_root()
+    work_dir = repo_path(work_dir)
     _, cached = ensure_demo_data(data_root, images_per_condition, **(data_kwargs or {}))
     print(f'[demo] data ready in {data_root}: {images_per_condition} of the {cached} images '
           f'per condition ({time.time() - start:.0f}s)')

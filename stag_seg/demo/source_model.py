@@ -8,6 +8,8 @@ from mmengine.config import Config
 from mmengine.runner import Runner, save_checkpoint
 from mmengine.runner.checkpoint import weights_to_cpu
 
+from stag_seg.resources import resolve_config
+
 DEMO_MODEL_CONFIG = 'configs/demo/segformer_mini_minicity.py'
 DEMO_CHECKPOINT = 'checkpoints/segformer_mini_minicity.pth'
 
@@ -22,7 +24,7 @@ def train_source_model(config: str = DEMO_MODEL_CONFIG,
     clean-val metrics, so it stays small and loads with ``weights_only=True``.
     Returns the clean-val metrics (mIoU, mAcc, aAcc in %).
     """
-    cfg = Config.fromfile(config)
+    cfg = Config.fromfile(resolve_config(config))
     cfg.work_dir = work_dir
     if max_iters is not None:
         cfg.train_cfg.max_iters = cfg.train_cfg.val_interval = max_iters

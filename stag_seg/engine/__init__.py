@@ -5,6 +5,7 @@ from stag_seg.engine.iou_metric import StreamIoUMetric
 from stag_seg.engine.loop import ContinualTTALoop
 from stag_seg.engine.runner import StreamRunner
 from stag_seg.engine.samplers import DirichletOrderSampler, SeededOrderSampler
+from stag_seg.engine.scalars_hook import StreamScalarsHook
 
 __all__ = ['ContinualTTALoop', 'DirichletOrderSampler', 'SeededOrderSampler', 'StepContext',
-           'StreamIoUMetric', 'StreamRunner', 'TTAAdapter']
+           'StreamIoUMetric', 'StreamRunner', 'StreamScalarsHook', 'TTAAdapter']

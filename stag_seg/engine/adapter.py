@@ -64,6 +64,7 @@ class TTAAdapter:
         self.plugins = list(plugins)
         self.logger = logger or logging.getLogger(__name__)
         self.build_loader = build_loader
+        self.losses: dict[str, torch.Tensor] = {}     # the last update's terms (detached)
         self.classifier_path = classifier
         self.classifier = get_submodule(model, classifier)
         self.device = next(model.parameters()).device
@@ -104,15 +105,19 @@ class TTAAdapter:
 
     # ---------------------------------------------------------------- the step
     def step(self, batch: dict, adapt: bool) -> StepResult:
-        """One online step: the method predicts ``batch`` and, if ``adapt``, updates on it."""
+        """One online step: the method predicts ``batch`` and, if ``adapt``, updates on it;
+        the result carries the loss terms the update was taken on."""
+        self.losses = {}
         if adapt and self.graphed is not None:
             result = self._replay(batch)
             if result is not None:
                 return result
         try:
-            return self.method.forward_and_adapt(self, batch, adapt)
+            result = self.method.forward_and_adapt(self, batch, adapt)
         finally:
             self.tap.clear()
+        result.losses = result.losses or self.losses
+        return result
 
     def _replay(self, batch: dict) -> StepResult | None:
         """The captured step on ``batch`` (None: the graph is off, run eager). ``updated``
@@ -124,14 +129,20 @@ class TTAAdapter:
             return None
         seg_logits, finite = outputs[0], outputs[1]
         predictions = self.postprocess(self.model, seg_logits.float(), samples)
-        return StepResult(predictions, attempted=True, updated=finite.clone())
+        # the graph's outputs are overwritten by the next replay: copies, still on the device
+        self.losses = {name: term.clone()
+                       for name, term in zip(self._loss_names, outputs[2:], strict=True)}
+        return StepResult(predictions, attempted=True, updated=finite.clone(),
+                          losses=self.losses)
 
     def _tensor_step(self, inputs: torch.Tensor, metas: list[dict]) -> tuple:
         """The method's step as tensor work only (what :class:`GraphedStep` captures): the
         forward, the method's and plug-ins' loss terms, the backward, a device-side finite
         check and the fused optimizer's update, skipped on device when not finite.
 
-        Returns ((N, K, H, W) detached logits at the input's size, finite flag, *loss terms).
+        Returns ((N, K, H, W) detached logits at the input's size, finite flag, *loss terms),
+        the terms in the order of ``ctx.losses``, whose names it keeps in ``_loss_names``
+        (set while capturing: a replay runs no Python).
         """
         self.tap.clear()
         with torch.enable_grad(), capture_safe_autocast(self.device.type, self.amp_dtype):
@@ -140,6 +151,7 @@ class TTAAdapter:
                           features=self.tap.features() if self.tap.keep_inputs else None)
         ctx.losses = self.method.loss(ctx)
         self.add_plugin_losses(ctx)
+        self._loss_names = tuple(ctx.losses)
         loss = sum(ctx.losses.values())
         loss.backward()
         grads = [p.grad for p in self.params if p.grad is not None]
@@ -250,6 +262,7 @@ class TTAAdapter:
         plug-ins' ``after_update`` run. Returns whether the update happened."""
         wrapper = self.optim_wrapper
         ctx.updated = finite
+        self.losses = {k: v.detach() for k, v in ctx.losses.items()}   # for StepResult
         if finite:
             wrapper.step()
         elif getattr(wrapper, 'loss_scaler', None) is not None:

@@ -1,4 +1,4 @@
-"""What tools/test_tta.py does with its arguments: run, print the table, report errors."""
+"""What stag-tta (tools/test_tta.py) does with its arguments: run, print the table, errors."""
 from __future__ import annotations
 
 import argparse
@@ -27,10 +27,19 @@ def quiet_warnings() -> None:
     logging.getLogger('py.warnings').setLevel(logging.ERROR)
 
 
-def resume_command(argv: list[str]) -> str:
-    """The command line that continues this run: the same arguments and ``--resume``."""
+def resume_command(argv: list[str], program: str | None = None) -> str:
+    """The command line that continues this run: the same command (``program``, default
+    ``sys.argv[0]``: the clone's tools/test_tta.py, the ``stag-tta`` console command, or
+    ``python -m stag_seg.commands.test_tta``), the same arguments and ``--resume``."""
+    program = osp.normpath(sys.argv[0] if program is None else program)
+    if program.split(osp.sep)[-2:] == ['tools', 'test_tta.py']:
+        head = ['python', 'tools/test_tta.py']
+    elif osp.basename(program) == 'stag-tta':
+        head = ['stag-tta']
+    else:
+        head = ['python', '-m', 'stag_seg.commands.test_tta']
     resume = [] if '--resume' in argv else ['--resume']
-    return shlex.join(['python', 'tools/test_tta.py', *argv, *resume])
+    return shlex.join([*head, *argv, *resume])
 
 
 def run_cli(args: argparse.Namespace, argv: list[str] | None = None) -> int:

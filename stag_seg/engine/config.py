@@ -42,12 +42,15 @@ LOOP_DEFAULTS = dict(
     random_init=False,                  # run without a checkpoint, on purpose
     method_name=None,                   # name in the reports (default: method+plug-ins)
     out_dir=None,                       # save scored predictions here
+    show_dir=None,                      # save colourised predictions beside the inputs here
+    show_interval=1,                    # show_dir: every k-th scored image of each stage
     resume=False,
     save_state=True,
     progress=True,
 )
 #: options that change how a run is watched or where extras go, not its results
-RUNTIME_OPTIONS = ('resume', 'out_dir', 'progress', 'save_state')
+RUNTIME_OPTIONS = ('resume', 'out_dir', 'show_dir', 'show_interval', 'progress',
+                   'save_state')
 LOADER_RUNTIME = ('num_workers', 'persistent_workers', 'pin_memory', 'prefetch_factor')
 
 
@@ -66,6 +69,7 @@ def check_loop_options(domains: list, require_checkpoint: bool = True, **options
                          f'{sorted(LOOP_DEFAULTS)}')
     opt = {**copy.deepcopy(LOOP_DEFAULTS), **{k: v for k, v in options.items() if k != 'type'}}
     check_int('test_cfg', 'num_rounds', opt['num_rounds'], low=1)
+    check_int('test_cfg', 'show_interval', opt['show_interval'], low=1)
     check_choice('test_cfg', 'order', opt['order'], ORDERS)
     check_choice('test_cfg', 'reset', opt['reset'], RESETS)
     check_choice('test_cfg', 'amp', opt['amp'], (None, *AMP_DTYPES))

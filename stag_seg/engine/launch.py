@@ -8,6 +8,7 @@ from mmengine.config import Config
 from stag_seg.engine.config import validate_tta_config
 from stag_seg.engine.runner import StreamRunner
 from stag_seg.engine.work_dir import check_dir_option, finished_run, locked_work_dir
+from stag_seg.resources import resolve_config
 
 
 def load_tta_config(config: str,
@@ -24,8 +25,7 @@ def load_tta_config(config: str,
     set ``test_cfg.checkpoint`` / ``test_cfg.random_init`` (:func:`run_tta` can still set
     them, and requires one of the two); ``randomness.seed`` defaults to 0.
     """
-    if not osp.isfile(config):
-        raise FileNotFoundError(f'config file not found: {config}')
+    config = resolve_config(config)   # a path, stag_seg::<path> or a shipped config's name
     cfg = Config.fromfile(config)
     # no yapf: the Runner formats the config three times (log, work dir, visualizer) for text
     # nobody reads formatted (fromfile ignores format_python_code for plain configs)
@@ -73,6 +73,7 @@ def run_tta(cfg: Config, checkpoint: str | None = None, random_init: bool | None
         cfg.test_cfg.random_init = random_init
     validate_tta_config(cfg)
     check_dir_option(cfg.test_cfg.get('out_dir'), '--out')
+    check_dir_option(cfg.test_cfg.get('show_dir'), '--show-dir')
     with locked_work_dir(cfg.work_dir):     # before the Runner writes its logs there
         done = finished_run(cfg)
         return done if done is not None else StreamRunner.from_cfg(cfg).test()

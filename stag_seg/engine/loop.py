@@ -135,7 +135,8 @@ class ContinualTTALoop(BaseLoop):
                 mixed, sampler=dict(type='SeededOrderSampler', seed=seed))
         self.scorers = {d.name: DomainScorer(d.name, d.dataset.dataset,
                                              build_iou_metric(self.evaluator_cfg, d.dataset),
-                                             opt['out_dir']) for d in domains}
+                                             opt['out_dir'], opt['show_dir'],
+                                             opt['show_interval']) for d in domains}
 
     def _sampler(self, index: int, domain) -> dict | None:
         """A domain's order: the dataset's, a seeded shuffle, or a Dirichlet label shift."""
@@ -205,6 +206,7 @@ class ContinualTTALoop(BaseLoop):
                         "batch_size=1 (the protocol) or order='sequential'")
                 scorers[names[0]].add_stats(result.stats)
                 bar.advance(len(names), scorers[names[-1]].metric.running_miou)
+                self.runner.call_hook('after_tta_step', stage=stage, result=result)
                 self.runner.call_hook('after_test_iter', batch_idx=idx, data_batch=batch,
                                       outputs=result.outputs)
         records = [scorers[name].record(self.name, stage.round, stage.adapt)
@@ -213,6 +215,7 @@ class ContinualTTALoop(BaseLoop):
             self.runner.logger.info(f"{self.name} {label}: {r['domain']} mIoU {r['mIoU']} "
                                     f"({r['num_images']} images, {r['skipped_updates']} "
                                     'skipped updates)')
+        self.runner.call_hook('after_tta_stage', stage=stage, records=records)
         return records
 
 

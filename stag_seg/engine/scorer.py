@@ -8,7 +8,11 @@ from mmseg.registry import METRICS
 from torch.utils.data import Dataset
 
 from stag_seg.engine.iou_metric import StreamIoUMetric
-from stag_seg.engine.predictions import prediction_path, save_prediction
+from stag_seg.engine.predictions import (
+    prediction_path,
+    save_prediction,
+    save_shown_prediction,
+)
 
 IOU_TYPES = ('IoUMetric', 'StreamIoUMetric')
 
@@ -39,11 +43,19 @@ class DomainScorer:
         metric: its StreamIoUMetric.
         out_dir: if set, every scored prediction is saved under
             ``out_dir/round_<r>/<name>/...`` (see ``prediction_path``).
+        show_dir: if set, the input with its colourised prediction beside it (the dataset
+            meta's palette) is saved under ``show_dir/round_<r>/<name>/...`` for every
+            ``show_interval``-th scored image of each stage (the first included).
     """
 
     def __init__(self, name: str, dataset: Dataset, metric: StreamIoUMetric,
-                 out_dir: str | None = None) -> None:
+                 out_dir: str | None = None, show_dir: str | None = None,
+                 show_interval: int = 1) -> None:
         self.name, self.dataset, self.metric, self.out_dir = name, dataset, metric, out_dir
+        self.show_dir, self.show_interval = show_dir, show_interval
+        if show_dir and not dataset.metainfo.get('palette'):
+            raise ValueError(f'test_cfg.show_dir: domain {name!r}: its dataset '
+                             f'{type(dataset).__name__} has no palette in its metainfo')
         self.start()
 
     def start(self) -> None:
@@ -64,6 +76,10 @@ class DomainScorer:
         if self.out_dir:
             save_prediction(sample, prediction_path(self.out_dir, round_idx, self.name,
                                                     sample.img_path, self.dataset))
+        if self.show_dir and (self.num_images - 1) % self.show_interval == 0:
+            path = prediction_path(self.show_dir, round_idx, self.name, sample.img_path,
+                                   self.dataset, ending='.png')
+            save_shown_prediction(sample, path, self.dataset.metainfo['palette'])
 
     def add_stats(self, stats: dict[str, float]) -> None:
         for key, value in stats.items():

@@ -22,12 +22,15 @@ class StepResult:
         updated: the update happened (False when it was skipped, e.g. a non-finite loss).
         stats: counters a method reports per domain (summed over steps), e.g.
             ``{'kept_pixels': 812, 'pixels': 1024}``.
+        losses: the named loss terms of the update (detached tensors; the adapter fills it
+            from the step context it updated on), empty when no update was attempted.
     """
 
     outputs: list
     attempted: bool = False
     updated: bool = False
     stats: dict[str, float] = field(default_factory=dict)
+    losses: dict[str, Tensor] = field(default_factory=dict)
 
 
 class TTAMethod:

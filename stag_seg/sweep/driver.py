@@ -18,7 +18,8 @@ from stag_seg.sweep.spec import Run, SweepSpec, load_spec
 from stag_seg.sweep.worker import LOG_FILE, RUN_FILE, run_state
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TEST_TTA = osp.join(REPO, 'tools', 'test_tta.py')
+#: what a run executes: the stag-tta command's module (or a script: a path ending in .py)
+TEST_TTA = 'stag_seg.commands.test_tta'
 SPEC_COPY = 'sweep_spec.py'
 
 
@@ -38,7 +39,8 @@ def payload(run: Run, out_dir: str, spec: SweepSpec, tool: str = TEST_TTA) -> di
     the spec's ``env`` overrides both.
     """
     work_dir = osp.join(out_dir, run.name)
-    head = [sys.executable, tool, run.config, *([run.checkpoint] if run.checkpoint else []),
+    command = [tool] if tool.endswith('.py') else ['-m', tool]
+    head = [sys.executable, *command, run.config, *([run.checkpoint] if run.checkpoint else []),
             '--work-dir', work_dir]
     pythonpath = os.pathsep.join(p for p in (REPO, os.environ.get('PYTHONPATH')) if p)
     env = {'PYTHONPATH': pythonpath,

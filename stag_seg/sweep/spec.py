@@ -38,6 +38,7 @@ from typing import Any
 
 from mmengine.config import Config
 
+from stag_seg.resources import find_shipped
 from stag_seg.sweep.cli_options import encode_value, flatten
 
 SEED_KEY = 'randomness.seed'
@@ -125,10 +126,11 @@ class _Checker:
         return value
 
     def file(self, value: Any, key: str) -> str:
-        if not isinstance(value, str) or not osp.isfile(value):
+        found = find_shipped(value) if isinstance(value, str) else None
+        if found is None:
             self.fail(key, f'file not found: {value!r} (relative paths are taken from the '
-                      'current directory)')
-        return osp.abspath(value)
+                      'current directory, then from the shipped configs/ and checkpoints/)')
+        return osp.abspath(found)
 
 
 def _resolve(check: _Checker, aliases: dict[str, str], options: dict, key: str) -> dict:
@@ -243,6 +245,7 @@ def _resources(check: _Checker, resources: Any) -> dict[str, Any]:
 
 def load_spec(path: str) -> SweepSpec:
     """Read, validate and expand a sweep spec file."""
+    path = find_shipped(path) or path      # e.g. stag_seg::sweeps/demo_smoke.py
     if not osp.isfile(path):
         raise SweepSpecError(f'{path}: sweep spec file not found')
     check = _Checker(path)
