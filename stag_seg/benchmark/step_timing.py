@@ -243,6 +243,7 @@ def time_steps(steps: Mapping[str, AdapterStep], num_steps: int, warmup: int,
                 times['updated'][name].append(bool(result.updated))
                 stats = times['stats'][name]
                 for key, value in result.stats.items():
+                    value = value.item() if isinstance(value, torch.Tensor) else value
                     stats[key] = stats.get(key, 0) + value
                 for clock in CLOCKS:
                     times[clock][name].append(total[clock])

@@ -11,7 +11,12 @@ import torch
 from torch import nn
 
 from stag_seg.engine.context import StepContext
-from stag_seg.engine.graphed_step import GraphedStep, capture_safe_autocast, graph_blocker
+from stag_seg.engine.graphed_step import (
+    GraphedInference,
+    GraphedStep,
+    capture_safe_autocast,
+    graph_blocker,
+)
 from stag_seg.engine.optim import AMP_DTYPES, build_tta_optim_wrapper
 from stag_seg.engine.postprocess import predict_labels
 from stag_seg.engine.tap import ModuleTap, get_submodule
@@ -89,6 +94,11 @@ class TTAAdapter:
             plugin.setup(self.classifier, classifier, self.logger)
         method.setup(self)
         self.graphed = self._graphed_step(amp) if cuda_graph else None
+        self.graphed_inference = (GraphedInference(self._capture_autocast, logger=self.logger)
+                                  if cuda_graph and self.device.type == 'cuda' else None)
+
+    def _capture_autocast(self) -> contextlib.AbstractContextManager:
+        return capture_safe_autocast(self.device.type, self.amp_dtype)
 
     def _graphed_step(self, amp: str | None) -> GraphedStep | None:
         optimizer = self.optim_wrapper.optimizer if self.optim_wrapper else None
@@ -194,11 +204,18 @@ class TTAAdapter:
         return ctx
 
     def infer(self, model: nn.Module, batch: dict, grad: bool) -> tuple[torch.Tensor, list]:
-        """The segmentor's forward: (N, K, h, w) logits at the input's size, and the samples."""
+        """The segmentor's forward: (N, K, h, w) logits at the input's size, and the samples.
+        With ``cuda_graph``, a no-grad forward replays its captured graph (the logits are then
+        a static tensor, valid until that graph's next replay)."""
         with torch.set_grad_enabled(grad), self.autocast():
             data = model.data_preprocessor(batch, False)
             samples = data['data_samples']
-            return model.inference(data['inputs'], [s.metainfo for s in samples]), samples
+            metas = [s.metainfo for s in samples]
+            if not grad and self.graphed_inference is not None:
+                logits = self.graphed_inference(model, data['inputs'], metas)
+                if logits is not None:
+                    return logits, samples
+            return model.inference(data['inputs'], metas), samples
 
     @staticmethod
     def postprocess(model: nn.Module, seg_logits: torch.Tensor, samples: list) -> list:
@@ -274,6 +291,8 @@ class TTAAdapter:
     def load_state_dict(self, state: dict) -> None:
         if self.graphed is not None:
             self.graphed.invalidate()       # the optimizer's state tensors are replaced
+        if self.graphed_inference is not None:
+            self.graphed_inference.clear()
         self.model.load_state_dict(state['model'])
         if self.optim_wrapper is not None and state.get('optimizer') is not None:
             self.optim_wrapper.load_state_dict(copy.deepcopy(state['optimizer']))

@@ -170,8 +170,8 @@ class CoTTA(TTAMethod):
             label = torch.where(conf > self.threshold, own, mean)
             sample.set_data({'pred_sem_seg': PixelData(data=label[None])})
             labels.append(label)
-        stats = {'ensemble_pixels': sum(int((c <= self.threshold).sum()) for c in confidence),
-                 'pixels': sum(c.numel() for c in confidence)}
+        stats = {'ensemble_pixels': sum((c <= self.threshold).sum() for c in confidence),
+                 'pixels': sum(c.numel() for c in confidence)}     # summed on the device
         if not adapt:
             return StepResult(outputs, stats=stats)
         ctx = adapter.forward(views[base], grad=True, predict=False)
