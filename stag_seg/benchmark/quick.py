@@ -103,6 +103,13 @@ def quick_targets(ms: dict[str, float], loop: dict | None, streams: dict | None)
     return out
 
 
+def _format_streams(mode: str, packed: dict) -> str:
+    return (f'concurrent {mode} TENT streams on one GPU (separate processes): ' + ', '.join(
+        f'{n}: {r:.1f} img/s (x{s:.2f})' for n, r, s in
+        zip(packed['counts'], packed['images_per_s'], packed['speedup'], strict=True))
+        + f"; peak {packed['peak_mb_per_stream']:.0f} MB per stream")
+
+
 def run_quick(config: str = QUICK_CONFIG, size: Sequence[int] = QUICK_SIZE,
               steps: int = 10, warmup: int = 3, view_steps: int = 3, loop_images: int = 24,
               streams: Sequence[int] = (1, 2, 4, 8), stream_steps: int = 20,
@@ -161,13 +168,13 @@ def run_quick(config: str = QUICK_CONFIG, size: Sequence[int] = QUICK_SIZE,
         say(f"engine loop, fast mode, {loop_images} images at {stream_size[0]}x"
             f"{stream_size[1]}: {loop['per_image_s']['wall'] * 1e3:.1f} ms/image, bare step "
             f"{loop['bare_step_s']['wall'] * 1e3:.1f} ms: ratio {loop['ratio']:.3f}")
-    packed = None
+    packed = packed_eager = None
     if streams:
         packed = concurrent_streams(config, size, streams, stream_steps, options=FAST)
-        say('concurrent fast TENT streams on one GPU: ' + ', '.join(
-            f'{n}: {r:.1f} img/s (x{s:.2f})' for n, r, s in
-            zip(packed['counts'], packed['images_per_s'], packed['speedup'], strict=True))
-            + f"; peak {packed['peak_mb_per_stream']:.0f} MB per stream")
+        say(_format_streams('fast', packed))
+        packed_eager = concurrent_streams(config, size, [n for n in streams if n <= 4],
+                                          stream_steps, options={})
+        say(_format_streams('eager fp32', packed_eager))
     checks = quick_targets(ms, loop, packed)
     say('')
     for check in checks:
@@ -175,7 +182,8 @@ def run_quick(config: str = QUICK_CONFIG, size: Sequence[int] = QUICK_SIZE,
         say(f"[{check['status']}] {check['target']}{value}")
     report = {'machine': info, 'config': config, 'size': list(size), 'steps': steps,
               'warmup': warmup, 'view_steps': view_steps, 'variants': rows, 'ops': ops,
-              'postprocess': post, 'loop': loop, 'streams': packed, 'targets': checks,
+              'postprocess': post, 'loop': loop, 'streams': packed,
+              'streams_eager': packed_eager, 'targets': checks,
               'wall_s': time.perf_counter() - started}
     if out:
         os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
