@@ -321,3 +321,41 @@ def test_fast_mode_records_match_eager_on_the_demo_stream(method, demo_stream, t
         assert abs(e['mIoU'] - f['mIoU']) <= 0.2, (method, e['round'], e['domain'])
     mean = {k: sum(r['mIoU'] for r in v) / len(v) for k, v in runs.items()}
     assert abs(mean[True] - mean[False]) <= 0.1
+
+
+def test_quick_targets_read_the_fast_rows():
+    """The quick benchmark's targets come from the right rows: fast STAG time, its ratio to
+    the fp32 graph, to fast TENT, CoTTA, EATA and SAR ratios, the loop and 4 streams."""
+    from stag_seg.benchmark.quick import fast_name, quick_targets
+    from stag_seg.benchmark.variants import hook_default_variant
+
+    stag = hook_default_variant()
+    ms = {fast_name(stag): 20.0, fast_name(stag, 'graph fp32'): 50.0, fast_name('tent'): 19.9,
+          fast_name('cotta'): 200.0, fast_name('eata'): 21.0, fast_name('sar'): 50.0}
+    checks = quick_targets(ms, {'ratio': 1.2}, {'counts': [1, 2, 4], 'speedup': [1, 1.5, 2.6]})
+    got = {c['target'].split(' <=')[0].split(' >=')[0]: (round(c['value'], 3), c['status'])
+           for c in checks}
+    assert got[f'{stag} [fast]'] == (20.0, 'PASS')
+    assert got[f'bf16 / fp32 step time in the fast mode ({stag})'] == (0.4, 'PASS')
+    assert got['cotta [fast]'] == (200.0, 'FAIL')
+    assert got['STAG / tent in the fast mode'] == (round(20 / 19.9, 3), 'PASS')
+    assert got['eata / tent in the fast mode'] == (round(21 / 19.9, 3), 'PASS')
+    assert got['sar / tent in the fast mode'] == (round(50 / 19.9, 3), 'FAIL')
+    assert got['engine loop at 1080p / bare step, fast mode'] == (1.2, 'FAIL')
+    assert got['4 concurrent fast TENT streams / one stream (images/s)'] == (2.6, 'PASS')
+
+
+def test_quick_needs_cuda_in_one_line(capsys):
+    import importlib.util
+    import os.path as osp
+
+    from engine_utils import REPO
+
+    if torch.cuda.is_available():
+        pytest.skip('CUDA is available')
+    spec = importlib.util.spec_from_file_location('bench', osp.join(REPO, 'tools',
+                                                                    'benchmark.py'))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    with pytest.raises(SystemExit, match='no CUDA device'):
+        bench.main(['--quick'])

@@ -76,7 +76,8 @@ def _check(target: str, value: float | None, holds: bool | None) -> dict:
 def quick_targets(ms: dict[str, float], loop: dict | None, streams: dict | None) -> list[dict]:
     """The GPU targets of the fast mode, each with its value and PASS / FAIL."""
     stag = hook_default_variant()
-    f = {name: ms.get(fast_name(name)) for name in list(ms)}
+    suffix = fast_name('')
+    f = {name[:-len(suffix)]: value for name, value in ms.items() if name.endswith(suffix)}
     out = [_check(f'{stag} [fast] <= {STAG_FAST_MS:.0f} ms/step', f.get(stag),
                   f.get(stag) is not None and f[stag] <= STAG_FAST_MS)]
     fp32 = ms.get(fast_name(stag, 'graph fp32'))
