@@ -17,6 +17,8 @@ from collections.abc import Iterator
 
 import torch
 
+from stag_seg.step.timing import PHASES
+
 CLOCKS = ('wall', 'cpu')
 
 
@@ -61,7 +63,8 @@ class PhaseTimers:
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
-        self.totals: dict[str, dict[str, float]] = {clock: {} for clock in CLOCKS}
+        self.totals: dict[str, dict[str, float]] = {clock: dict.fromkeys(PHASES, 0.0)
+                                                     for clock in CLOCKS}
         self.active: dict[str, int] = {}          # phase -> calls in progress
 
     @contextlib.contextmanager
