@@ -14,12 +14,12 @@ from mmseg.registry import MODELS
 from stag_seg.benchmark.fixtures import synthetic_batch
 from stag_seg.engine.adapter import TTAAdapter
 from stag_seg.engine.config import LOOP_DEFAULTS
-from stag_seg.engine.graphed_step import MAX_CAPTURES
 from stag_seg.engine.scorer import DomainScorer
 from stag_seg.engine.speed import resolve_fast
 from stag_seg.models.fused_attention import FusedMixVisionTransformer, use_fused_attention
 from stag_seg.plugins import STAGHook, TTAPlugin
 from stag_seg.registry import TTA_METHODS
+from stag_seg.step.graphed import MAX_CAPTURES
 
 CPU, CUDA = torch.device('cpu'), torch.device('cuda')
 FUSED_ADAM = dict(type='Adam', lr=1e-3, betas=(0.9, 0.999), fused=True)

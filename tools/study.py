@@ -24,7 +24,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     import stag_seg  # noqa: F401  (compat patches and registration)
-    from stag_seg.demo.study import defaults_report
+    from stag_seg.sweep.study import defaults_report
 
     try:
         print(defaults_report(args.spec, args.out, args.prefix))

@@ -77,7 +77,7 @@ DEFAULT_LATER_METHODS = {'cuda': None, 'cpu': ('tent',)}
 #: TENT with these speed options is timed on the first config (keys of SPEED_VARIANTS)
 DEFAULT_SPEED = {'cuda': ('bf16', 'tf32', 'channels_last'), 'cpu': ('bf16',)}
 #: the parts of a step in the split table
-SPLIT_PARTS = (*dict.fromkeys(STEP_PHASES.values()), 'loss + other')
+SPLIT_PARTS = (*STEP_PHASES, 'loss + other')
 #: precisions of the loop runs (fp32 first: the loop target's)
 DEFAULT_LOOP_PRECISIONS = ('fp32', 'bf16')
 
