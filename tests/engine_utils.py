@@ -10,6 +10,7 @@ from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
 
 import stag_seg  # noqa: F401
+from stag_seg.engine import launch
 from stag_seg.engine.launch import load_tta_config
 from stag_seg.engine.runner import StreamRunner
 from stag_seg.plugins import TTAPlugin
@@ -37,8 +38,8 @@ def tiny_options(data_root: str, num_rounds: int = 2, **extra) -> dict:
 
 def build_runner(work_dir: str, data_root: str, resume: bool = False, config: str = TINY_CONFIG,
                  **extra) -> StreamRunner:
-    cfg = load_tta_config(config, work_dir, tiny_options(data_root, **extra), resume=resume)
-    return StreamRunner.from_cfg(cfg)
+    run = load_tta_config(config, work_dir, tiny_options(data_root, **extra), resume=resume)
+    return launch.build_runner(run)
 
 
 @HOOKS.register_module()

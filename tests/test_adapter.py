@@ -17,6 +17,7 @@ from stag_seg.methods import StepResult, Tent
 from stag_seg.plugins import STAGHook
 from stag_seg.registry import TTA_METHODS
 from stag_seg.reports import load_records
+from stag_seg.step.learner import Learner
 
 STAG_CONFIG = osp.join(REPO, 'tests', 'configs', 'tiny_segformer_acdc_stag.py')
 
@@ -35,16 +36,16 @@ class EMATeacher(Tent):
         self.steps = 0
         super().configure_model(model)
 
-    def forward_and_adapt(self, adapter, batch, adapt):
-        scored = adapter.forward(batch, grad=False, model=self.teacher).outputs
-        student = super().forward_and_adapt(adapter, batch, adapt)
+    def forward_and_adapt(self, learner: Learner, batch: dict, adapt: bool) -> StepResult:
+        scored = learner.predict(self.teacher, batch)
+        student = super().forward_and_adapt(learner, batch, adapt)
         return StepResult(scored, student.attempted, student.updated,
                           {'teacher_updates': int(student.updated)})
 
-    def after_update(self, adapter: TTAAdapter) -> None:
+    def after_update(self, learner: Learner) -> None:
         self.steps += 1
         with torch.no_grad():
-            for t, s in zip(self.teacher.parameters(), adapter.model.parameters(), strict=True):
+            for t, s in zip(self.teacher.parameters(), learner.model.parameters(), strict=True):
                 t.mul_(self.momentum).add_(s, alpha=1 - self.momentum)
 
     def state_dict(self) -> dict:

@@ -102,32 +102,32 @@ def test_label_ids_outside_the_classes_mid_stream(tmp_path, acdc):
 
 def test_checkpoint_with_another_class_count(work_dir, acdc, tmp_path):
     from mmseg.registry import MODELS
-    cfg = load_tta_config(TINY_CONFIG, work_dir, tiny_options(acdc))
+    cfg = load_tta_config(TINY_CONFIG, work_dir, tiny_options(acdc)).cfg
     cfg.model.decode_head.num_classes = 10
     model = MODELS.build(cfg.model)
     checkpoint = str(tmp_path / 'ten_classes.pth')
     save_checkpoint({'state_dict': model.state_dict(), 'meta': {'note': 'ten'}}, checkpoint)
-    cfg = load_tta_config(TINY_CONFIG, work_dir, tiny_options(acdc))
+    run = load_tta_config(TINY_CONFIG, work_dir, tiny_options(acdc))
     with pytest.raises(ValueError, match='ten_classes.pth') as error:
-        run_tta(cfg, checkpoint)
+        run_tta(run, checkpoint)
     assert 'conv_seg' in str(error.value)
     _earlier_results_kept(work_dir)
 
 
 def test_matching_checkpoint_is_loaded(tmp_path, acdc):
     from mmseg.registry import MODELS
-    cfg = load_tta_config(TINY_CONFIG, str(tmp_path / 'w'),
+    run = load_tta_config(TINY_CONFIG, str(tmp_path / 'w'),
                           tiny_options(acdc, **{'test_cfg.method.type': 'source',
                                                 'test_cfg.num_rounds': 1}))
     torch.manual_seed(123)
-    model = MODELS.build(cfg.model)
+    model = MODELS.build(run.cfg.model)
     model.init_weights()
     checkpoint = str(tmp_path / 'source.pth')
     save_checkpoint({'state_dict': model.state_dict(), 'meta': {'arr': np.arange(3)}},
                     checkpoint)
-    run_tta(cfg, checkpoint)
+    run_tta(run, checkpoint)
     state = torch.load(tmp_path / 'w' / 'tta_state.pth', weights_only=True)['adapter']['model']
     for key, value in model.state_dict().items():
         assert torch.equal(state[key], value), key
     with pytest.raises(FileNotFoundError, match='missing.pth'):
-        run_tta(cfg, str(tmp_path / 'missing.pth'))
+        run_tta(run, str(tmp_path / 'missing.pth'))

@@ -16,9 +16,7 @@ from mmseg.registry import MODELS
 
 from stag_seg.demo.launch import DEMO_ROUNDS
 from stag_seg.engine.adapter import TTAAdapter
-from stag_seg.engine.context import StepContext
 from stag_seg.engine.launch import load_tta_config
-from stag_seg.engine.tap import ModuleTap
 from stag_seg.methods import EATA, SAR, BNAdapt, Tent
 from stag_seg.methods.eata import select_pixels
 from stag_seg.methods.fisher import fisher_penalty
@@ -26,6 +24,8 @@ from stag_seg.methods.sar import reset_constant, update_ema
 from stag_seg.plugins import STAGHook, TTAPlugin
 from stag_seg.reports import RESULTS_FILE, load_records
 from stag_seg.stag import stag_loss, structural_anchors
+from stag_seg.step.context import StepContext
+from stag_seg.step.tap import ModuleTap
 
 #: a margin that keeps about half of the random-init tiny model's pixels (entropy ~2.5-2.94)
 MARGIN = 2.9
@@ -449,7 +449,7 @@ def test_bad_method_options_are_named(tmp_path, data, flat_config, method, messa
 def test_demo_configs_are_the_demo_stream_with_each_method(tmp_path):
     for variant in ('bn-adapt', 'eata', 'eata-stag', 'sar', 'sar-stag'):
         path = osp.join(REPO, 'configs', 'demo', f'segformer_mini_demo-acdc_{variant}.py')
-        cfg = load_tta_config(path, str(tmp_path / variant))       # validated as a whole
+        cfg = load_tta_config(path, str(tmp_path / variant)).cfg   # validated as a whole
         assert cfg.test_cfg.method.type == variant.replace('-stag', '')
         assert [h.type for h in cfg.get('custom_hooks', [])] == (
             ['STAGHook'] if variant.endswith('stag') else [])

@@ -3,7 +3,6 @@ views, EATA's Fisher before the timed steps, table, JSON, ratios, the loop's spl
 targets (values and their relations, not timings)."""
 import copy
 import importlib.util
-import inspect
 import json
 import os
 import os.path as osp
@@ -40,6 +39,7 @@ from stag_seg.benchmark.variants import (
 from stag_seg.engine.adapter import TTAAdapter
 from stag_seg.methods.norm import norm_affine_params
 from stag_seg.registry import TTA_METHODS
+from stag_seg.step.timing import phase, timed
 
 pytestmark = pytest.mark.filterwarnings('ignore:The draw is False:UserWarning')
 SIZE, STREAM = (36, 64), (72, 128)          # the stream's 16:9, resized by half
@@ -338,27 +338,21 @@ def test_bare_step_follows_each_iteration_and_is_timed_apart():
     assert all(s['data_wait'] < 0.015 for s in iteration_split(timer, 'wall'))
 
 
-def test_phase_timers_time_calls_and_restore_the_methods():
-    class Engine:
-        def work(self, seconds):
-            time.sleep(seconds)
-            return 'done'
-
-        @staticmethod
-        def helper(seconds):
-            time.sleep(seconds)
-            raise KeyError('boom')
-
-    work, helper = Engine.__dict__['work'], Engine.__dict__['helper']
+def test_phase_timers_time_the_engine_phases_through_the_hook():
     timers = PhaseTimers(torch.device('cpu'))
-    with timers.wrap(Engine, 'work', 'work'), timers.wrap(Engine, 'helper', 'helper'):
-        assert Engine().work(0.02) == 'done'
-        with pytest.raises(KeyError):
-            Engine().helper(0.01)                   # a static method, called on an instance
-        assert isinstance(inspect.getattr_static(Engine, 'helper'), staticmethod)
-    assert timers.totals['wall']['work'] >= 0.02 and timers.totals['wall']['helper'] >= 0.01
+    with timed(timers):
+        with phase('work'):
+            time.sleep(0.02)
+            with phase('work'):                     # nested in itself: counted once
+                time.sleep(0.01)
+        with pytest.raises(KeyError), phase('helper'):
+            time.sleep(0.01)
+            raise KeyError('boom')
+    with phase('work'):                             # no timer installed: not counted
+        time.sleep(0.02)
+    assert 0.03 <= timers.totals['wall']['work'] < 0.05
+    assert timers.totals['wall']['helper'] >= 0.01
     assert timers.totals['cpu']['work'] < 0.015        # sleeping costs no CPU time
-    assert Engine.__dict__['work'] is work and Engine.__dict__['helper'] is helper
 
 
 def test_cpu_peak_counts_the_step_s_tensors_only():

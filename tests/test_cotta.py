@@ -16,12 +16,12 @@ from mmengine.registry import init_default_scope
 from mmseg.models import SegTTAModel
 from mmseg.registry import DATASETS, MODELS
 
+from stag_seg.datasets import tta_views
+from stag_seg.datasets.tta_views import BASE_VIEW_KEY, split_views
 from stag_seg.engine.adapter import TTAAdapter
 from stag_seg.engine.config import validate_tta_config
-from stag_seg.methods import tta_views
 from stag_seg.methods.cotta import CoTTA
 from stag_seg.methods.head_grid import IGNORE_INDEX, labels_on_head_grid
-from stag_seg.methods.tta_views import BASE_VIEW_KEY, split_views
 from stag_seg.plugins import TTAPlugin
 from stag_seg.plugins.stag import STAGHook
 from stag_seg.reports import load_records

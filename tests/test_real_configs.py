@@ -73,7 +73,7 @@ def test_deeplabv3plus_tent_runs_with_batch_norm_on_one_image(tmp_path, acdc):
     config = osp.join(REPO, 'configs', 'deeplabv3plus', 'deeplabv3plus_r50-d8_cs2acdc_tent.py')
     options = {**TINY, 'test_dataloader.dataset.data_root': acdc,
                'test_cfg.domains': [dict(name='fog', dataset=dict(condition='fog'))]}
-    cfg = load_tta_config(config, str(tmp_path / 'w'), options)
-    run_tta(cfg)
+    run = load_tta_config(config, str(tmp_path / 'w'), options)
+    run_tta(run)
     [record] = load_records(str(tmp_path / 'w'))
     assert record['domain'] == 'fog' and record['skipped_updates'] == 0

@@ -60,9 +60,9 @@ def _cli_options(data_root, **extra):
 
 
 def _checkpoint(tmp_path, name='source.pth', edit=None) -> str:
-    cfg = load_tta_config(TINY_CONFIG, str(tmp_path / 'unused'), tiny_options('x'))
+    run = load_tta_config(TINY_CONFIG, str(tmp_path / 'unused'), tiny_options('x'))
     torch.manual_seed(0)
-    state = MODELS.build(cfg.model).state_dict()
+    state = MODELS.build(run.cfg.model).state_dict()
     if edit is not None:
         state = edit(state)
     path = str(tmp_path / name)
@@ -113,9 +113,9 @@ def test_bad_option_on_a_finished_work_dir_keeps_every_result(tmp_path, acdc, op
     key, value = option.split('=')
     value = DictAction._parse_iterable(value)
     with pytest.raises(ValueError, match=message):
-        cfg = load_tta_config(STAG_CONFIG, work_dir, tiny_options(acdc, **ONE_DOMAIN,
+        run = load_tta_config(STAG_CONFIG, work_dir, tiny_options(acdc, **ONE_DOMAIN,
                                                                   **{key: value}))
-        run_tta(cfg)
+        run_tta(run)
     assert _snapshot(work_dir) == before
 
 
@@ -140,10 +140,10 @@ def _drop(prefix):
 ])
 def test_checkpoint_that_does_not_match_is_an_error(tmp_path, acdc, edit, message):
     checkpoint = _checkpoint(tmp_path, 'bad.pth', edit)
-    cfg = load_tta_config(TINY_CONFIG, str(tmp_path / 'w'),
+    run = load_tta_config(TINY_CONFIG, str(tmp_path / 'w'),
                           tiny_options(acdc, **ONE_DOMAIN, **{'test_cfg.random_init': False}))
     with pytest.raises(ValueError, match=message) as error:
-        run_tta(cfg, checkpoint)
+        run_tta(run, checkpoint)
     assert 'bad.pth' in str(error.value)
     assert not osp.exists(tmp_path / 'w' / 'results.jsonl')
 
@@ -153,27 +153,27 @@ def test_wrong_architecture_names_shapes_not_class_counts(tmp_path, acdc):
         state['decode_head.conv_seg.weight'] = torch.zeros(19, 32, 1, 1)
         return state
     checkpoint = _checkpoint(tmp_path, 'wide.pth', wider)
-    cfg = load_tta_config(TINY_CONFIG, str(tmp_path / 'w'), tiny_options(acdc, **ONE_DOMAIN))
+    run = load_tta_config(TINY_CONFIG, str(tmp_path / 'w'), tiny_options(acdc, **ONE_DOMAIN))
     with pytest.raises(ValueError, match=r'\(19, 32, 1, 1\) in the checkpoint but '
                                          r'\(19, 16, 1, 1\).*another architecture'):
-        run_tta(cfg, checkpoint)
+        run_tta(run, checkpoint)
 
 
 @pytest.mark.parametrize('content', [b'', b'not a checkpoint', b'PK\x03\x04truncated'])
 def test_file_that_is_not_a_checkpoint(tmp_path, acdc, content):
     path = tmp_path / 'junk.pth'
     path.write_bytes(content)
-    cfg = load_tta_config(TINY_CONFIG, str(tmp_path / 'w'), tiny_options(acdc, **ONE_DOMAIN))
+    run = load_tta_config(TINY_CONFIG, str(tmp_path / 'w'), tiny_options(acdc, **ONE_DOMAIN))
     with pytest.raises(ValueError, match='junk.pth is not a readable PyTorch checkpoint'):
-        run_tta(cfg, str(path))
+        run_tta(run, str(path))
 
 
 def test_missing_checkpoint_needs_random_init_which_run_json_records(tmp_path, acdc):
     options = tiny_options(acdc, **ONE_DOMAIN, **{'test_cfg.random_init': False})
-    cfg = load_tta_config(TINY_CONFIG, str(tmp_path / 'w'), options)
+    run = load_tta_config(TINY_CONFIG, str(tmp_path / 'w'), options)
     with pytest.raises(ValueError, match='no checkpoint.*--random-init'):
-        run_tta(cfg)
-    run_tta(cfg, random_init=True)
+        run_tta(run)
+    run_tta(run, random_init=True)
     info = json.load(open(tmp_path / 'w' / 'run.json'))
     assert info['random_init'] is True and info['status'] == 'complete'
     run_tta(load_tta_config(TINY_CONFIG, str(tmp_path / 'v'), options),

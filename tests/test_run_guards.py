@@ -14,8 +14,8 @@ from mmengine.runner import save_checkpoint
 from mmseg.registry import MODELS
 
 from stag_seg.engine.launch import load_tta_config, run_tta
+from stag_seg.files import hold_lock, release_lock
 from stag_seg.reports import load_records
-from stag_seg.sweep.files import hold_lock, release_lock
 
 FOG = [dict(name='fog', dataset=dict(condition='fog'))]
 
@@ -28,7 +28,7 @@ def acdc(tmp_path):
 def _checkpoint(path, seed=0) -> str:
     cfg = load_tta_config(TINY_CONFIG, '/nonexistent/unused', tiny_options('x'))
     torch.manual_seed(seed)
-    save_checkpoint({'state_dict': MODELS.build(cfg.model).state_dict(), 'meta': {}}, str(path))
+    save_checkpoint({'state_dict': MODELS.build(cfg.cfg.model).state_dict(), 'meta': {}}, str(path))
     return str(path)
 
 

@@ -179,5 +179,7 @@ def test_runner_start_up_formats_no_config_with_yapf(tmp_path, monkeypatch):
     root = make_acdc_tree(str(tmp_path / 'acdc'), conditions=('fog',))
     runner = build_runner(str(tmp_path / 'work'), root)
     dumped = tmp_path / 'work' / osp.basename(TINY_CONFIG)
+    assert not dumped.exists()                  # the loop dumps it once its start is checked
+    runner.dump_checked_config()
     assert dumped.is_file()
     assert Config.fromfile(str(dumped)).to_dict() == runner.cfg.to_dict()

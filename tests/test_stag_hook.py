@@ -10,12 +10,12 @@ from fixture_data import make_acdc_tree
 from mmengine.config import Config
 
 from stag_seg.engine.adapter import TTAAdapter
-from stag_seg.engine.tap import ModuleTap
 from stag_seg.methods import Tent
+from stag_seg.ops import softmax_entropy
 from stag_seg.plugins import STAGHook
 from stag_seg.reports import load_records
 from stag_seg.stag import stag_loss, structural_anchors
-from stag_seg.stag.entropy import softmax_entropy
+from stag_seg.step.tap import ModuleTap
 
 STAG_CONFIG = osp.join(REPO, 'tests', 'configs', 'tiny_segformer_acdc_stag.py')
 

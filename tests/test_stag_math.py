@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from stag_seg.stag import softmax_entropy, stag_loss, structural_anchors
+from stag_seg.ops import softmax_entropy
+from stag_seg.stag import stag_loss, structural_anchors
 from stag_seg.stag.entropy import entropy_logit_grad
 
 K, C = 7, 12

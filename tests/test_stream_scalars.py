@@ -14,8 +14,7 @@ from mmseg.datasets import CityscapesDataset
 from mmseg.registry import HOOKS
 
 from stag_seg.commands.test_tta import parse_args
-from stag_seg.engine.launch import load_tta_config
-from stag_seg.engine.runner import StreamRunner
+from stag_seg.engine.launch import build_runner, load_tta_config
 from stag_seg.engine.scalars_hook import with_fractions
 from stag_seg.plugins import TTAPlugin
 from stag_seg.reports import load_records
@@ -78,8 +77,7 @@ def stream_run(data_root, tmp_path_factory):
         'custom_hooks': [dict(type='STAGHook'), dict(type='LossRecorderHook')],
         'default_hooks.stream_scalars.interval': INTERVAL,
         'visualizer.vis_backends': backends, 'log_level': 'INFO'})
-    cfg = load_tta_config(TINY_STAG, work_dir, options)
-    runner = StreamRunner.from_cfg(cfg)
+    runner = build_runner(load_tta_config(TINY_STAG, work_dir, options))
     runner.test()
     (recorder,) = [h for h in runner.hooks if isinstance(h, LossRecorderHook)]
     (vis_dir,) = glob.glob(osp.join(work_dir, '*', 'vis_data'))
@@ -148,7 +146,7 @@ def test_command_line_shortcuts_set_the_config():
 
 def test_scalars_hook_can_be_turned_off(data_root, tmp_path):
     options = tiny_options(data_root, num_rounds=1, **{'default_hooks.stream_scalars': None})
-    runner = StreamRunner.from_cfg(load_tta_config(TINY_CONFIG, str(tmp_path), options))
+    runner = build_runner(load_tta_config(TINY_CONFIG, str(tmp_path), options))
     assert not [h for h in runner.hooks if type(h).__name__ == 'StreamScalarsHook']
 
 
@@ -157,8 +155,8 @@ def test_show_dir_writes_the_palette_of_the_predicted_ids(data_root, tmp_path, i
     out, show = str(tmp_path / 'out'), str(tmp_path / 'show')
     options = tiny_options(data_root, num_rounds=1, **{'test_cfg.show_dir': show,
                                                        'test_cfg.show_interval': interval})
-    cfg = load_tta_config(TINY_CONFIG, str(tmp_path / 'work'), options, out_dir=out)
-    StreamRunner.from_cfg(cfg).test()
+    run = load_tta_config(TINY_CONFIG, str(tmp_path / 'work'), options, out_dir=out)
+    build_runner(run).test()
     palette = np.array(CityscapesDataset.METAINFO['palette'], dtype=np.uint8)
     for domain in ('fog', 'night', 'rain', 'snow'):
         preds = sorted(glob.glob(osp.join(out, 'round_1', domain, '**', '*_labelTrainIds.png'),

@@ -1,7 +1,7 @@
 """The STAG study's rule for the defaults: best worst-case paired gain, ties by mean gain."""
-from stag_seg.demo.study import SettingGains, choose_default, gains_table, setting_gains
 from stag_seg.sweep.aggregate import PairedSummary
 from stag_seg.sweep.stats import Interval
+from stag_seg.sweep.study import SettingGains, choose_default, gains_table, setting_gains
 
 
 def _pair(method, regime, gain):
@@ -32,8 +32,8 @@ def test_defaults_report_reads_a_finished_sweep_and_applies_the_rule(tmp_path):
     import json
     import os.path as osp
 
-    from stag_seg.demo.study import defaults_report
     from stag_seg.sweep import load_spec
+    from stag_seg.sweep.study import defaults_report
     from stag_seg.sweep.worker import DONE_FILE
 
     repo = osp.dirname(osp.dirname(osp.abspath(__file__)))

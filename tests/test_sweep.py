@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from mmengine.config import Config, DictAction
 
+from stag_seg.files import write_atomic
 from stag_seg.sweep import SweepError, SweepSpecError, load_spec, run_sweep, t_quantile
 from stag_seg.sweep.driver import payload
-from stag_seg.sweep.files import write_atomic
 from stag_seg.sweep.worker import DONE_FILE, LAUNCH_HEADER, LOG_FILE, STATE_FILE, execute_run
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))

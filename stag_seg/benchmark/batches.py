@@ -14,8 +14,8 @@ from mmengine.registry import FUNCTIONS, init_default_scope
 
 from stag_seg.benchmark.fixtures import write_acdc_stream
 from stag_seg.benchmark.paths import resolve_config
+from stag_seg.datasets.tta_views import split_views
 from stag_seg.engine.stream import build_domain
-from stag_seg.methods.tta_views import split_views
 
 #: the ACDC condition the synthetic image is written under
 CONDITION = 'fog'

@@ -13,11 +13,10 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from stag_seg.engine.tap import get_submodule
 from stag_seg.methods.base import TTAMethod
 from stag_seg.methods.reliable import entropy_margin
-from stag_seg.stag.entropy import softmax_entropy
-from stag_seg.stag.loss import pixels_last
+from stag_seg.ops import pixels_last, softmax_entropy
+from stag_seg.step.tap import get_submodule
 
 #: the target median pixel entropy, as a fraction of E0 (the default EATA / SAR margin)
 TARGET_FRACTION = 0.5

@@ -21,11 +21,9 @@ from stag_seg.benchmark.step_timing import (
 )
 from stag_seg.benchmark.timers import CLOCKS, PhaseTimers, elapsed, now, stamp
 from stag_seg.benchmark.variants import BASELINE, Variant
-from stag_seg.engine.adapter import TTAAdapter
-from stag_seg.engine.launch import load_tta_config
-from stag_seg.engine.runner import StreamRunner
-from stag_seg.engine.scorer import DomainScorer
+from stag_seg.engine.launch import build_runner, load_tta_config
 from stag_seg.reports import load_records
+from stag_seg.step.timing import timed
 
 #: the split of an iteration, in the order printed
 SPLIT = ('data_wait', 'step', 'postprocess', 'scoring', 'other')
@@ -101,9 +99,9 @@ def benchmark_loop(config: str, size: tuple[int, int] | None, num_images: int,
     warm-up done) to the end of the last, over ``num_images - 1`` images, on both clocks
     (:mod:`~stag_seg.benchmark.timers`; the wait for a batch is wall time on both). With
     ``instrument``
-    the step, the post-processing and scoring are timed from outside
-    (:class:`~stag_seg.benchmark.timers.PhaseTimers` wrapping ``TTAAdapter.step``,
-    ``TTAAdapter.postprocess`` and ``DomainScorer.add``, each call synchronised on CUDA);
+    the step, the post-processing and scoring are timed through the engine's timing hook
+    (:class:`~stag_seg.benchmark.timers.PhaseTimers` on :mod:`stag_seg.step.timing`'s
+    phases, each call synchronised on CUDA);
     without it, only the iteration boundaries are. With ``bare``, a bare step follows each
     iteration (:class:`IterationTimer`); its median over the steady iterations is returned.
     ``fast`` runs the loop in the fast mode (``test_cfg.fast``).
@@ -113,7 +111,7 @@ def benchmark_loop(config: str, size: tuple[int, int] | None, num_images: int,
     with tempfile.TemporaryDirectory(prefix='stag_bench_') as tmp:
         root = write_acdc_stream(osp.join(tmp, 'acdc'), num_images, stream_size)
         work_dir = osp.join(tmp, 'work')
-        cfg = load_tta_config(resolve_config(config), work_dir, {
+        run = load_tta_config(resolve_config(config), work_dir, {
             'test_dataloader.dataset.data_root': root,
             'test_cfg.domains': [dict(name='fog', dataset=dict(condition='fog'))],
             'test_cfg.num_rounds': 1,
@@ -125,8 +123,9 @@ def benchmark_loop(config: str, size: tuple[int, int] | None, num_images: int,
             'test_cfg.random_init': True,
             'randomness': dict(seed=0),
             'log_level': 'WARNING',
+            'custom_hooks': [],                   # plain tent, as the bare step
         })
-        cfg.custom_hooks = []                     # plain tent, as the bare step
+        cfg = run.cfg
         unique_visualizer(cfg, f'loop_{osp.basename(tmp)}')
         if size is not None:
             set_stream_resize(cfg, size)
@@ -136,15 +135,13 @@ def benchmark_loop(config: str, size: tuple[int, int] | None, num_images: int,
             loader.persistent_workers = num_workers > 0
         cfg.console_log_level = 'ERROR'
         start = time.perf_counter()
-        runner = StreamRunner.from_cfg(cfg)
+        runner = build_runner(run)
         phases = PhaseTimers(device)
         timer = IterationTimer(device, phases, bare)
         runner.register_hook(timer)
         with contextlib.ExitStack() as stack:
             if instrument:
-                stack.enter_context(phases.wrap(TTAAdapter, 'step', 'step'))
-                stack.enter_context(phases.wrap(TTAAdapter, 'postprocess', 'postprocess'))
-                stack.enter_context(phases.wrap(DomainScorer, 'add', 'scoring'))
+                stack.enter_context(timed(phases))
             built = now(device)
             runner.test()
             end = now(device)

@@ -14,6 +14,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 from stag_seg.benchmark.step_timing import AdapterStep
 from stag_seg.benchmark.timers import sync
+from stag_seg.step.timing import timed
 
 MB = 2**20
 MARK = 'stag_seg.benchmark::backward_start'
@@ -21,7 +22,8 @@ MARK = 'stag_seg.benchmark::backward_start'
 
 class BackwardMark:
     """Marks the moment the step's first backward starts (every loss term built, the forward
-    graph complete): wraps the adapter's ``backward`` for the block (:meth:`on`)."""
+    graph complete): a timer for the engine's timing hook (:meth:`on`) that fires at the
+    first 'backward' phase."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
@@ -39,19 +41,14 @@ class BackwardMark:
             with record_function(MARK):
                 pass
 
-    @contextlib.contextmanager
-    def on(self, adapter) -> Iterator[None]:
-        backward = adapter.backward
-
-        def marked(ctx):
+    def __call__(self, name: str) -> contextlib.AbstractContextManager:
+        if name == 'backward':
             self.fire()
-            return backward(ctx)
+        return contextlib.nullcontext()
 
-        adapter.backward = marked
-        try:
-            yield
-        finally:
-            del adapter.backward                # the class's method again
+    def on(self) -> contextlib.AbstractContextManager:
+        """Installs the mark for the block."""
+        return timed(self)
 
 
 @contextlib.contextmanager
@@ -151,7 +148,7 @@ def measure_memory(steps: dict[str, AdapterStep], device: torch.device) -> dict[
         if device.type == 'cuda':
             torch.cuda.empty_cache()
         mark = BackwardMark(device)
-        with mark.on(step.adapter):
+        with mark.on():
             transient, at_backward = step_peak_bytes(step.step, device, mark)
         persistent = persistent_bytes(step)
         out[name] = {'persistent_mb': persistent / MB, 'step_mb': transient / MB,

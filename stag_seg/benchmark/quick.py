@@ -76,7 +76,8 @@ def _check(target: str, value: float | None, holds: bool | None) -> dict:
 def quick_targets(ms: dict[str, float], loop: dict | None, streams: dict | None) -> list[dict]:
     """The GPU targets of the fast mode, each with its value and PASS / FAIL."""
     stag = hook_default_variant()
-    f = {name: ms.get(fast_name(name)) for name in list(ms)}
+    suffix = fast_name('')
+    f = {name[:-len(suffix)]: value for name, value in ms.items() if name.endswith(suffix)}
     out = [_check(f'{stag} [fast] <= {STAG_FAST_MS:.0f} ms/step', f.get(stag),
                   f.get(stag) is not None and f[stag] <= STAG_FAST_MS)]
     fp32 = ms.get(fast_name(stag, 'graph fp32'))
@@ -101,6 +102,13 @@ def quick_targets(ms: dict[str, float], loop: dict | None, streams: dict | None)
     out.append(_check(f'4 concurrent fast TENT streams / one stream (images/s) >= '
                       f'{STREAMS_SPEEDUP}', four, four is not None and four >= STREAMS_SPEEDUP))
     return out
+
+
+def _format_streams(mode: str, packed: dict) -> str:
+    return (f'concurrent {mode} TENT streams on one GPU (separate processes): ' + ', '.join(
+        f'{n}: {r:.1f} img/s (x{s:.2f})' for n, r, s in
+        zip(packed['counts'], packed['images_per_s'], packed['speedup'], strict=True))
+        + f"; peak {packed['peak_mb_per_stream']:.0f} MB per stream")
 
 
 def run_quick(config: str = QUICK_CONFIG, size: Sequence[int] = QUICK_SIZE,
@@ -161,13 +169,13 @@ def run_quick(config: str = QUICK_CONFIG, size: Sequence[int] = QUICK_SIZE,
         say(f"engine loop, fast mode, {loop_images} images at {stream_size[0]}x"
             f"{stream_size[1]}: {loop['per_image_s']['wall'] * 1e3:.1f} ms/image, bare step "
             f"{loop['bare_step_s']['wall'] * 1e3:.1f} ms: ratio {loop['ratio']:.3f}")
-    packed = None
+    packed = packed_eager = None
     if streams:
         packed = concurrent_streams(config, size, streams, stream_steps, options=FAST)
-        say('concurrent fast TENT streams on one GPU: ' + ', '.join(
-            f'{n}: {r:.1f} img/s (x{s:.2f})' for n, r, s in
-            zip(packed['counts'], packed['images_per_s'], packed['speedup'], strict=True))
-            + f"; peak {packed['peak_mb_per_stream']:.0f} MB per stream")
+        say(_format_streams('fast', packed))
+        packed_eager = concurrent_streams(config, size, [n for n in streams if n <= 4],
+                                          stream_steps, options={})
+        say(_format_streams('eager fp32', packed_eager))
     checks = quick_targets(ms, loop, packed)
     say('')
     for check in checks:
@@ -175,7 +183,8 @@ def run_quick(config: str = QUICK_CONFIG, size: Sequence[int] = QUICK_SIZE,
         say(f"[{check['status']}] {check['target']}{value}")
     report = {'machine': info, 'config': config, 'size': list(size), 'steps': steps,
               'warmup': warmup, 'view_steps': view_steps, 'variants': rows, 'ops': ops,
-              'postprocess': post, 'loop': loop, 'streams': packed, 'targets': checks,
+              'postprocess': post, 'loop': loop, 'streams': packed,
+              'streams_eager': packed_eager, 'targets': checks,
               'wall_s': time.perf_counter() - started}
     if out:
         os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)

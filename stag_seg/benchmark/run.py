@@ -58,9 +58,9 @@ from stag_seg.plugins.stag import STAG_DEFAULTS
 
 DEFAULT_CONFIGS = ('configs/segformer/segformer_mit-b5_cs2acdc_tent.py',
                    'configs/deeplabv3plus/deeplabv3plus_r50-d8_cs2acdc_tent.py')
-#: (H, W) input per device: the stream's 540x960 on GPU; on CPU the same 16:9 at 288x512
-#: (540x960 is too slow for B5 on 2 cores)
-DEFAULT_SIZE = {'cuda': (540, 960), 'cpu': (288, 512)}
+#: (H, W) input per device: the stream's 540x960 on GPU; on CPU the same 16:9 at 216x384
+#: (540x960 is too slow for B5 on 2 cores; 288x512 made the default run ~18 minutes)
+DEFAULT_SIZE = {'cuda': (540, 960), 'cpu': (216, 384)}
 DEFAULT_STEPS = {'cuda': 50, 'cpu': 8}
 DEFAULT_WARMUP = {'cuda': 10, 'cpu': 1}
 #: torch intra-op threads per device (None: torch's choice). On a small shared CPU, two
@@ -70,14 +70,14 @@ DEFAULT_THREADS = {'cuda': None, 'cpu': 1}
 DEFAULT_LOOP_IMAGES = {'cuda': 40, 'cpu': 10}
 #: timed steps of the variants with test-time-augmented views (CoTTA: 14 views, about 10
 #: TENT steps each) per device (None: --steps); on CPU 8 would take ~15 minutes on B5 alone
-DEFAULT_VIEW_STEPS = {'cuda': None, 'cpu': 2}
+DEFAULT_VIEW_STEPS = {'cuda': None, 'cpu': 1}
 #: the methods timed on the configs after the first, per device (None: as on the first);
 #: on CPU TENT only (with STAG's forms: the targets), to keep a run within ~15 minutes
 DEFAULT_LATER_METHODS = {'cuda': None, 'cpu': ('tent',)}
 #: TENT with these speed options is timed on the first config (keys of SPEED_VARIANTS)
 DEFAULT_SPEED = {'cuda': ('bf16', 'tf32', 'channels_last'), 'cpu': ('bf16',)}
 #: the parts of a step in the split table
-SPLIT_PARTS = (*dict.fromkeys(STEP_PHASES.values()), 'loss + other')
+SPLIT_PARTS = (*STEP_PHASES, 'loss + other')
 #: precisions of the loop runs (fp32 first: the loop target's)
 DEFAULT_LOOP_PRECISIONS = ('fp32', 'bf16')
 

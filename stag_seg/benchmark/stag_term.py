@@ -8,7 +8,7 @@ import torch
 
 from stag_seg.benchmark.step_timing import AdapterStep
 from stag_seg.benchmark.timers import elapsed, stamp
-from stag_seg.engine.context import StepContext
+from stag_seg.step.context import StepContext
 
 
 def classifier_shape(step: AdapterStep) -> dict:

@@ -12,17 +12,18 @@ from mmengine.config import Config
 
 from stag_seg.benchmark.step_timing import resolve_config, unique_visualizer
 from stag_seg.benchmark.timers import CLOCKS, elapsed, stamp
+from stag_seg.engine.config import TTASetup
 from stag_seg.engine.launch import load_tta_config
 from stag_seg.engine.runner import StreamRunner
 
 
-def _build_seconds(cfg: Config, name: str) -> dict[str, float]:
+def _build_seconds(cfg: Config, setup: TTASetup, name: str) -> dict[str, float]:
     cfg = copy.deepcopy(cfg)
     unique_visualizer(cfg, name)
     cfg.console_log_level = 'ERROR'
     device = torch.device('cpu')
     start = stamp(device)
-    runner = StreamRunner.from_cfg(cfg)
+    runner = StreamRunner.from_setup(cfg, setup)
     seconds = elapsed(start, stamp(device))
     del runner
     gc.collect()
@@ -40,14 +41,15 @@ def time_runner_build(config: str, reps: int = 2) -> dict:
     backend); the model build and the rest are the same in both.
     """
     with tempfile.TemporaryDirectory(prefix='stag_bench_start_') as tmp:
-        plain = load_tta_config(resolve_config(config), osp.join(tmp, 'work'),
-                                {'test_cfg.random_init': True, 'log_level': 'WARNING'})
+        run = load_tta_config(resolve_config(config), osp.join(tmp, 'work'),
+                              {'test_cfg.random_init': True, 'log_level': 'WARNING'})
+        plain, setup = run.cfg, run.setup
         formatted = Config(plain.to_dict(), filename=plain.filename, format_python_code=True)
-        _build_seconds(plain, 'warmup')
+        _build_seconds(plain, setup, 'warmup')
         times: dict[str, list[dict]] = {'yapf': [], 'plain': []}
         for i in range(reps):
-            times['yapf'].append(_build_seconds(formatted, f'yapf_{i}'))
-            times['plain'].append(_build_seconds(plain, f'plain_{i}'))
+            times['yapf'].append(_build_seconds(formatted, setup, f'yapf_{i}'))
+            times['plain'].append(_build_seconds(plain, setup, f'plain_{i}'))
     out = {'config': config, 'reps': reps}
     for clock in CLOCKS:
         with_yapf = min(t[clock] for t in times['yapf'])

@@ -22,9 +22,11 @@ from stag_seg.benchmark.variants import BASELINE, Variant
 from stag_seg.engine.adapter import TTAAdapter
 from stag_seg.engine.config import check_loop_options
 from stag_seg.engine.speed import apply_speed_options, resolve_fast, set_tf32
-from stag_seg.methods.base import StepResult, TTAMethod
+from stag_seg.methods.base import TTAMethod
 from stag_seg.methods.eata import EATA
 from stag_seg.registry import TTA_METHODS
+from stag_seg.step.context import StepResult
+from stag_seg.step.timing import timed
 
 __all__ = ['REPO', 'AdapterStep', 'BenchmarkSteps', 'SourceBatches', 'build_steps', 'loop_options',
            'one_off_pending', 'resolve_config', 'time_steps', 'unique_visualizer']
@@ -172,8 +174,7 @@ def build_steps(config: str, size: tuple[int, int], device: torch.device,
 #: the parts of a step timed by :func:`time_steps` with ``split=True``: adapter methods
 #: (``infer`` is every model forward, also those outside ``forward``: CoTTA's teacher and
 #: anchor; nested in ``forward`` it is counted once)
-STEP_PHASES = {'forward': 'forward', 'infer': 'forward', 'add_plugin_losses': 'plugin terms',
-               'backward': 'backward', 'apply_update': 'update'}
+STEP_PHASES = ('forward', 'plugin terms', 'backward', 'update')
 
 
 def timed_rounds(num_steps: int, count: int) -> set[int]:
@@ -195,7 +196,7 @@ def time_steps(steps: Mapping[str, AdapterStep], num_steps: int, warmup: int,
     summed over them), and with ``split`` also ``'split': {clock: {name: [{part: s},
     ...]}}``: each step's time in the adapter's ``forward`` (all forwards, predictions
     included), the plug-ins' terms, ``backward`` and the optimizer update
-    (:data:`STEP_PHASES`, wrapped from outside, synchronised on CUDA), and
+    (:data:`STEP_PHASES`, through the engine's timing hook, synchronised on CUDA), and
     ``'loss + other'``, the rest (the method's loss, its own bookkeeping: CoTTA's
     per-view post-processing and averaging, EMA and restore).
 
@@ -227,8 +228,7 @@ def time_steps(steps: Mapping[str, AdapterStep], num_steps: int, warmup: int,
     order = list(steps)
     with contextlib.ExitStack() as stack:
         if split:
-            for method, part in STEP_PHASES.items():
-                stack.enter_context(phases.wrap(TTAAdapter, method, part))
+            stack.enter_context(timed(phases))
         for index in range(num_steps):
             rng.shuffle(order)
             for name in order:
@@ -243,12 +243,13 @@ def time_steps(steps: Mapping[str, AdapterStep], num_steps: int, warmup: int,
                 times['updated'][name].append(bool(result.updated))
                 stats = times['stats'][name]
                 for key, value in result.stats.items():
+                    value = value.item() if isinstance(value, torch.Tensor) else value
                     stats[key] = stats.get(key, 0) + value
                 for clock in CLOCKS:
                     times[clock][name].append(total[clock])
                     if split:
                         parts = {part: after[clock][part] - before[clock][part]
-                                 for part in dict.fromkeys(STEP_PHASES.values())}
+                                 for part in STEP_PHASES}
                         parts['loss + other'] = total[clock] - sum(parts.values())
                         times['split'][clock][name].append(parts)
     set_tf32(False)

@@ -1,5 +1,6 @@
-"""The benchmark's clocks, and phase timers that wrap the engine's methods from outside (only
-while benchmarking; the engine has no timing code).
+"""The benchmark's clocks, and phase timers for the engine's timing hook
+(:mod:`stag_seg.step.timing`: the engine marks its phases, a timer installed for a block
+measures them).
 
 Every timing is read on two clocks: ``wall`` (``time.perf_counter`` after the device's queued
 work is done) and ``cpu`` (``time.process_time``: the CPU time of this process's threads).
@@ -11,12 +12,12 @@ time went from 2.6 to 9.1 s). :func:`ratio_clock` says which clock the ratios us
 from __future__ import annotations
 
 import contextlib
-import functools
-import inspect
 import time
 from collections.abc import Iterator
 
 import torch
+
+from stag_seg.step.timing import PHASES
 
 CLOCKS = ('wall', 'cpu')
 
@@ -50,49 +51,37 @@ def ratio_clock(device: torch.device) -> str:
 
 
 class PhaseTimers:
-    """Cumulative seconds on both clocks spent in named phases, each a method of an engine
-    class.
+    """Cumulative seconds on both clocks spent in the engine's named phases.
 
-    :meth:`wrap` replaces a class attribute (a method or a staticmethod) by a wrapper that
-    times each call, synchronising the device before and after it so that its kernels are
-    charged to it; the original is put back when the block ends. Nested phases (the
-    post-processing inside the step) count in both; a call nested in a call of the same
-    phase (two methods wrapped as one phase, one calling the other) counts once, in the
-    outer. ``totals`` only grows: take differences between two moments (e.g. two loop
-    iterations).
+    An instance is a timer for :func:`stag_seg.step.timing.timed`: ``timers(phase)`` times
+    one call of a phase, synchronising the device before and after it so that its kernels
+    are charged to it. Nested phases (the post-processing inside the step) count in both; a
+    phase nested in itself (``infer`` inside ``forward``, both 'forward') counts once, in the
+    outer. ``totals`` only grows: take differences
+    between two moments (e.g. two loop iterations).
     """
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
-        self.totals: dict[str, dict[str, float]] = {clock: {} for clock in CLOCKS}
+        self.totals: dict[str, dict[str, float]] = {clock: dict.fromkeys(PHASES, 0.0)
+                                                     for clock in CLOCKS}
         self.active: dict[str, int] = {}          # phase -> calls in progress
 
     @contextlib.contextmanager
-    def wrap(self, owner: type, name: str, phase: str) -> Iterator[None]:
-        original = inspect.getattr_static(owner, name)
-        is_static = isinstance(original, staticmethod)
-        func = original.__func__ if is_static else original
+    def __call__(self, phase: str) -> Iterator[None]:
         for clock in CLOCKS:
             self.totals[clock].setdefault(phase, 0.0)
-
-        @functools.wraps(func)
-        def timed(*args, **kwargs):
-            if self.active.get(phase):
-                return func(*args, **kwargs)
-            self.active[phase] = 1
-            start = stamp(self.device)
-            try:
-                return func(*args, **kwargs)
-            finally:
-                for clock, seconds in elapsed(start, stamp(self.device)).items():
-                    self.totals[clock][phase] += seconds
-                self.active[phase] = 0
-
-        setattr(owner, name, staticmethod(timed) if is_static else timed)
+        if self.active.get(phase):
+            yield
+            return
+        self.active[phase] = 1
+        start = stamp(self.device)
         try:
             yield
         finally:
-            setattr(owner, name, original)
+            for clock, seconds in elapsed(start, stamp(self.device)).items():
+                self.totals[clock][phase] += seconds
+            self.active[phase] = 0
 
     def snapshot(self) -> dict[str, dict[str, float]]:
         return {clock: dict(totals) for clock, totals in self.totals.items()}

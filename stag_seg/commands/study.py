@@ -25,7 +25,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     import stag_seg  # noqa: F401  (compat patches and registration)
-    from stag_seg.demo.study import defaults_report
+    from stag_seg.sweep.study import defaults_report
 
     try:
         print(defaults_report(args.spec, args.out, args.prefix))

@@ -96,7 +96,7 @@ def run_method(name: str, data_root: str, work_dir: str, checkpoint: str, rounds
     options.update({k: v for k, v in (cfg_options or {}).items()
                     if not k.startswith(PLUGIN_OPTIONS) or name.endswith('+stag')})
     run_dir = method_dir(work_dir, name)
-    cfg = load_tta_config(shipped_file(DEMO_CONFIGS[name]), run_dir, options,
+    run = load_tta_config(shipped_file(DEMO_CONFIGS[name]), run_dir, options,
                           out_dir=predictions_dir(work_dir, name))
-    run_tta(cfg, shipped_file(checkpoint), verbose=False)
+    run_tta(run, shipped_file(checkpoint), verbose=False)
     return load_records(run_dir)

@@ -50,9 +50,9 @@ def run_cli(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         from stag_seg.engine.launch import load_tta_config, run_tta
         from stag_seg.reports import RESULTS_FILE, format_table, load_records
 
-        cfg = load_tta_config(args.config, args.work_dir, args.cfg_options, args.resume,
+        run = load_tta_config(args.config, args.work_dir, args.cfg_options, args.resume,
                               args.out, args.checkpoint, args.random_init or None)
-        run_tta(cfg, verbose=args.verbose)
+        run_tta(run, verbose=args.verbose)
     except KeyboardInterrupt:
         argv = sys.argv[1:] if argv is None else argv
         print(f'test_tta: interrupted; resume with: {resume_command(argv)}', file=sys.stderr)
@@ -64,7 +64,7 @@ def run_cli(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         detail = str(e) if expected else f'{type(e).__name__}: {e} (--verbose: traceback)'
         print(f'test_tta: error: {detail}', file=sys.stderr)
         return 1
-    results = osp.join(cfg.work_dir, RESULTS_FILE)
+    results = osp.join(run.work_dir, RESULTS_FILE)
     if osp.isfile(results):
-        print(f'\n{format_table(load_records(results))}\n\nreports: {cfg.work_dir}')
+        print(f'\n{format_table(load_records(results))}\n\nreports: {run.work_dir}')
     return 0

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import copy
 import inspect
+from dataclasses import dataclass
 
 import torch
 from mmengine.config import Config
 from mmengine.registry import OPTIM_WRAPPERS, OPTIMIZERS
 from mmseg.registry import HOOKS, METRICS
 
-from stag_seg.engine.optim import AMP_DTYPES
 from stag_seg.engine.speed import check_speed_options
 from stag_seg.engine.stream import ORDERS
+from stag_seg.methods.base import TTAMethod
 from stag_seg.options import check_choice, check_int, check_number
-from stag_seg.plugins.base import TTAPlugin
+from stag_seg.plugins.base import TTAPlugin, check_plugins_join
 from stag_seg.registry import TTA_METHODS
+from stag_seg.step.optim import AMP_DTYPES, DEFAULT_OPTIMIZER
 
 RESETS = ('never', 'domain', 'round')
 #: every test_cfg option of ContinualTTALoop besides dataloader/evaluator/domains
@@ -26,7 +28,7 @@ LOOP_DEFAULTS = dict(
     subset=None,                        # N: a seeded subset of N images per adapted domain
     shuffle=False,                      # seeded order of each domain's images, per round
     method=dict(type='tent'),           # a TTA_METHODS config
-    optimizer=dict(type='Adam', lr=6e-5 / 8, betas=(0.9, 0.999)),
+    optimizer=DEFAULT_OPTIMIZER,
     optim_wrapper=None,                 # mmengine wrapper options: type, clip_grad, ...
     amp=None,                           # None | 'bf16' | 'fp16'
     tf32=False,                         # TF32 matmuls on CUDA (engine/speed.py)
@@ -112,14 +114,20 @@ def check_loop_options(domains: list, require_checkpoint: bool = True, **options
     if opt['order'] == 'dirichlet' and opt['shuffle']:
         raise ValueError("test_cfg.shuffle=True with order='dirichlet': the Dirichlet draw "
                          'already orders each domain; drop one of the two')
-    if require_checkpoint and opt['checkpoint'] is None and not opt['random_init']:
-        raise ValueError('no checkpoint: pass CHECKPOINT to tools/test_tta.py (or set '
-                         'test_cfg.checkpoint); to run from random initialisation on purpose, '
-                         'pass --random-init (test_cfg.random_init=True)')
+    if require_checkpoint:
+        check_source(opt)
     return opt
 
 
-def _plugin_hook_cfgs(cfg: Config) -> list[tuple[int, dict, type]]:
+def check_source(opt: dict) -> None:
+    """The source model is a checkpoint, or random initialisation on purpose."""
+    if opt['checkpoint'] is None and not opt['random_init']:
+        raise ValueError('no checkpoint: pass CHECKPOINT to tools/test_tta.py (or set '
+                         'test_cfg.checkpoint); to run from random initialisation on purpose, '
+                         'pass --random-init (test_cfg.random_init=True)')
+
+
+def plugin_hook_cfgs(cfg: Config) -> list[tuple[int, dict, type]]:
     """(index, config, class) of every custom hook that is a TTAPlugin."""
     out = []
     for i, hook in enumerate(cfg.get('custom_hooks') or []):
@@ -149,11 +157,23 @@ def _build(owner: str, cls: type, kwargs: dict):
         raise ValueError(f'{owner}: {message}') from e
 
 
-def validate_tta_config(cfg: Config, require_checkpoint: bool = True) -> None:
-    """Checks the whole stream config before the Runner touches the work dir: the loop's
-    options (and, if ``require_checkpoint``, that there is a checkpoint or ``random_init``),
-    the method, the optimizer and its wrapper, the evaluator, every plug-in's options, and
-    that plug-ins have a gradient step to join."""
+@dataclass
+class TTASetup:
+    """What :func:`validate_tta_config` hands on: the loop's options completed with
+    :data:`LOOP_DEFAULTS` and checked, the method and the plug-ins (in ``custom_hooks``
+    order), each built once."""
+
+    options: dict
+    method: TTAMethod
+    plugins: list[TTAPlugin]
+
+
+def validate_tta_config(cfg: Config, require_checkpoint: bool = True) -> TTASetup:
+    """Checks the whole stream config before the Runner touches the work dir, and builds the
+    method and the plug-ins: the loop's options (and, if ``require_checkpoint``, that there
+    is a checkpoint or ``random_init``), the method, the optimizer and its wrapper, the
+    evaluator, every plug-in's options, and that plug-ins have a gradient step to join.
+    Every error is one line naming the option."""
     loop = dict(cfg.test_cfg)
     loop.pop('type', None)
     domains = loop.pop('domains', None) or []
@@ -180,14 +200,11 @@ def validate_tta_config(cfg: Config, require_checkpoint: bool = True) -> None:
     for metric in evaluators if isinstance(evaluators, (list, tuple)) else [evaluators]:
         if not isinstance(metric, dict) or METRICS.get(metric.get('type')) is None:
             raise ValueError(f'test_evaluator: unknown metric {metric!r}')
-    plugins = [(i, _build(f'custom_hooks.{i} ({cls.__name__})', cls,
-                          {k: v for k, v in hook.items() if k not in ('type', 'priority')}))
-               for i, hook, cls in _plugin_hook_cfgs(cfg)]
-    if plugins and not method.updates:
-        names = ', '.join(type(p).__name__ for _, p in plugins)
-        raise ValueError(f'custom_hooks: plug-in(s) {names} add loss terms, but method '
-                         f'{method_type!r} takes no gradient step, so they would change '
-                         'nothing; use a method that adapts (e.g. tent)')
+    plugins = [_build(f'custom_hooks.{i} ({cls.__name__})', cls,
+                      {k: v for k, v in hook.items() if k not in ('type', 'priority')})
+               for i, hook, cls in plugin_hook_cfgs(cfg)]
+    check_plugins_join(plugins, repr(method_type), method.updates, owner='custom_hooks: ')
+    return TTASetup(opt, method, plugins)
 
 
 def flatten(cfg, prefix: str = '') -> dict[str, str]:
@@ -209,7 +226,7 @@ def run_fingerprint(cfg: Config, seed: int) -> dict[str, str]:
     evaluator, seed and checkpoint (not how it is watched: progress, out_dir, workers)."""
     loop = {k: v for k, v in dict(cfg.test_cfg).items() if k not in RUNTIME_OPTIONS}
     loader = {k: v for k, v in dict(cfg.test_dataloader).items() if k not in LOADER_RUNTIME}
-    plugins = [hook for _, hook, _ in _plugin_hook_cfgs(cfg)]
+    plugins = [hook for _, hook, _ in plugin_hook_cfgs(cfg)]
     return flatten({'model': cfg.model.to_dict() if hasattr(cfg.model, 'to_dict')
                     else cfg.model, 'test_cfg': loop, 'test_dataloader': loader,
                     'test_evaluator': cfg.get('test_evaluator'), 'plugins': plugins,

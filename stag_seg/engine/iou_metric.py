@@ -15,8 +15,9 @@ from stag_seg.datasets import check_label_ids
 class StreamIoUMetric(IoUMetric):
     """mmseg's ``IoUMetric`` with the per-image work a stream needs, and nothing twice.
 
-    Per image: the label ids are checked (an id outside {0..K-1, ignore_index} is an error
-    naming the label file; one host synchronisation) and the four areas come from one
+    Per image: the label ids are checked where the label is (an id outside {0..K-1,
+    ignore_index} is an error naming the label file; on the loader's CPU tensor, so no wait
+    for the device) and the four areas come from one
     confusion-matrix count on the prediction's device. The summary metrics are mmseg's own
     (``compute_metrics``); this class adds the per-class IoU (``'IoU'``, in %) and a running
     mIoU for progress displays. Arguments are ``IoUMetric``'s. The scorer calls
@@ -57,9 +58,11 @@ class StreamIoUMetric(IoUMetric):
             if 'gt_sem_seg' not in sample:
                 raise ValueError(f'{sample.img_path}: no ground-truth label to score (the '
                                  'stream pipeline must load annotations)')
-            label = sample.gt_sem_seg.data.squeeze().to(pred.device)
+            label = sample.gt_sem_seg.data.squeeze()
+            # checked where the loader put it (CPU): no wait for the device's queued step
             check_label_ids(label, num_classes, self.ignore_index,
                             sample.get('seg_map_path', sample.img_path))
+            label = label.to(pred.device, non_blocking=True)
             areas = torch.stack(self.intersect_and_union(pred, label, num_classes,
                                                          self.ignore_index))
             self.results.append(areas)

@@ -1,14 +1,41 @@
-"""Builds a Runner from a stream config and runs it (what tools/test_tta.py calls)."""
+"""The front door of a stream run: load and validate a config once, build its Runner, run it
+(what tools/test_tta.py, the demo and the benchmark call)."""
 from __future__ import annotations
 
 import os.path as osp
+from dataclasses import dataclass
 
 from mmengine.config import Config
 
-from stag_seg.engine.config import validate_tta_config
+from stag_seg.engine.config import TTASetup, check_source, validate_tta_config
 from stag_seg.engine.runner import StreamRunner
 from stag_seg.engine.work_dir import check_dir_option, finished_run, locked_work_dir
 from stag_seg.resources import resolve_config
+
+
+@dataclass
+class TTARun:
+    """A loaded stream config (``cfg``, with the command line's overrides) and its validated
+    setup (options, method, plug-ins: built once). It runs once: the method and the plug-ins
+    carry the run's state."""
+
+    cfg: Config
+    setup: TTASetup
+    started: bool = False
+
+    @property
+    def work_dir(self) -> str:
+        return self.cfg.work_dir
+
+    def set_source(self, checkpoint: str | None = None,
+                   random_init: bool | None = None) -> None:
+        """Sets ``test_cfg.checkpoint`` (which must exist) and ``test_cfg.random_init``."""
+        if checkpoint:
+            if not osp.isfile(checkpoint):
+                raise FileNotFoundError(f'checkpoint file not found: {checkpoint}')
+            self.cfg.test_cfg.checkpoint = self.setup.options['checkpoint'] = checkpoint
+        if random_init is not None:
+            self.cfg.test_cfg.random_init = self.setup.options['random_init'] = random_init
 
 
 def load_tta_config(config: str,
@@ -17,13 +44,14 @@ def load_tta_config(config: str,
                     resume: bool = False,
                     out_dir: str | None = None,
                     checkpoint: str | None = None,
-                    random_init: bool | None = None) -> Config:
-    """The config with the command line's overrides applied, checked as a whole.
+                    random_init: bool | None = None) -> TTARun:
+    """The config with the command line's overrides applied, validated as a whole, once.
 
-    Every option (loop, method, optimizer, plug-ins) is validated here, before a Runner
-    exists, so a bad option never touches the work dir. ``checkpoint`` and ``random_init``
-    set ``test_cfg.checkpoint`` / ``test_cfg.random_init`` (:func:`run_tta` can still set
-    them, and requires one of the two); ``randomness.seed`` defaults to 0.
+    Every option (loop, method, optimizer, plug-ins) is validated here and the method and
+    plug-ins are built, before a Runner exists, so a bad option never touches the work dir.
+    ``checkpoint`` and ``random_init`` set ``test_cfg.checkpoint`` / ``test_cfg.random_init``
+    (:func:`run_tta` can still set them, and requires one of the two); ``randomness.seed``
+    defaults to 0.
     """
     config = resolve_config(config)   # a path, stag_seg::<path> or a shipped config's name
     cfg = Config.fromfile(config)
@@ -42,38 +70,43 @@ def load_tta_config(config: str,
     cfg.test_cfg.resume = resume
     if out_dir:
         cfg.test_cfg.out_dir = out_dir
-    if checkpoint:
-        if not osp.isfile(checkpoint):
-            raise FileNotFoundError(f'checkpoint file not found: {checkpoint}')
-        cfg.test_cfg.checkpoint = checkpoint
-    if random_init is not None:
-        cfg.test_cfg.random_init = random_init
     if cfg.get('randomness', {}).get('seed') is None:
         cfg.randomness = {**cfg.get('randomness', {}), 'seed': 0}
     cfg.load_from = None          # the loop loads (and checks) test_cfg.checkpoint itself
     cfg.launcher = 'none'
-    validate_tta_config(cfg, require_checkpoint=False)
-    return cfg
+    run = TTARun(cfg, validate_tta_config(cfg, require_checkpoint=False))
+    run.set_source(checkpoint, random_init)
+    return run
 
 
-def run_tta(cfg: Config, checkpoint: str | None = None, random_init: bool | None = None,
-            verbose: bool = True) -> dict:
-    """Runs the stream; returns the loop's summary metrics. Reports land in ``cfg.work_dir``.
+def build_runner(run: TTARun, checkpoint: str | None = None,
+                 random_init: bool | None = None, verbose: bool = True) -> StreamRunner:
+    """The Runner of ``run`` (after setting its source model, see :meth:`TTARun.set_source`).
 
     ``verbose=False`` keeps the console to warnings and progress (the log file gets all).
-    The work dir is locked for the run (a second run on it is refused, naming the holder).
     """
+    run.set_source(checkpoint, random_init)
+    check_source(run.setup.options)
+    if run.started:
+        raise RuntimeError(f'{run.work_dir}: this loaded config has run already (its method '
+                           'and plug-ins carry that run\'s state); load the config again')
     if not verbose:
-        cfg.console_log_level = 'WARNING'
-    if checkpoint is not None:
-        if not osp.isfile(checkpoint):
-            raise FileNotFoundError(f'checkpoint file not found: {checkpoint}')
-        cfg.test_cfg.checkpoint = checkpoint
-    if random_init is not None:
-        cfg.test_cfg.random_init = random_init
-    validate_tta_config(cfg)
-    check_dir_option(cfg.test_cfg.get('out_dir'), '--out')
-    check_dir_option(cfg.test_cfg.get('show_dir'), '--show-dir')
-    with locked_work_dir(cfg.work_dir):     # before the Runner writes its logs there
-        done = finished_run(cfg)
-        return done if done is not None else StreamRunner.from_cfg(cfg).test()
+        run.cfg.console_log_level = 'WARNING'
+    run.started = True
+    return StreamRunner.from_setup(run.cfg, run.setup)
+
+
+def run_tta(run: TTARun, checkpoint: str | None = None, random_init: bool | None = None,
+            verbose: bool = True) -> dict:
+    """Runs the stream; returns the loop's summary metrics. Reports land in the work dir.
+
+    The work dir is locked for the run (a second run on it is refused, naming the holder),
+    before the Runner writes its logs there; ``--resume`` of a complete run only reads it.
+    """
+    run.set_source(checkpoint, random_init)
+    check_source(run.setup.options)
+    check_dir_option(run.cfg.test_cfg.get('out_dir'), '--out')
+    check_dir_option(run.cfg.test_cfg.get('show_dir'), '--show-dir')
+    with locked_work_dir(run.work_dir):
+        done = finished_run(run.cfg)
+        return done if done is not None else build_runner(run, verbose=verbose).test()

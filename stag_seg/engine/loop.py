@@ -14,16 +14,15 @@ from mmseg.registry import LOOPS
 
 from stag_seg.compat.checkpoint import load_segmentor_checkpoint
 from stag_seg.engine.adapter import TTAAdapter
-from stag_seg.engine.config import check_loop_options, run_fingerprint
+from stag_seg.engine.config import run_fingerprint
 from stag_seg.engine.progress import StageProgress
 from stag_seg.engine.rng_state import get_rng_state, set_rng_state
 from stag_seg.engine.run_dir import RunDir, with_checkpoint_identity
 from stag_seg.engine.scorer import DomainScorer, build_iou_metric
 from stag_seg.engine.speed import apply_speed_options, default_pin_memory, resolve_fast
 from stag_seg.engine.stream import DOMAIN_KEY, MixedDataset, Stage, build_domain, plan_stages
-from stag_seg.plugins.base import TTAPlugin
-from stag_seg.registry import TTA_METHODS
 from stag_seg.reports import load_records, run_summary
+from stag_seg.step.timing import phase
 
 
 @LOOPS.register_module()
@@ -34,7 +33,8 @@ class ContinualTTALoop(BaseLoop):
     :class:`~stag_seg.engine.adapter.TTAAdapter` (which runs the method and the plug-ins),
     gives the predictions to each domain's scorer, and at each stage end writes the records,
     the reports and the resume state. Options are documented in the README ("The stream, in
-    the config") and checked by :func:`~stag_seg.engine.config.check_loop_options`.
+    the config"); the loop takes them, the method and the plug-ins from the runner's setup
+    (``runner.tta``: validated and built once by :mod:`stag_seg.engine.launch`).
     """
 
     def __init__(self, runner, dataloader: dict, evaluator: dict | list, domains: list[dict],
@@ -43,7 +43,7 @@ class ContinualTTALoop(BaseLoop):
         self.dataloader_cfg = copy.deepcopy(dict(dataloader))
         self.evaluator_cfg = evaluator
         self.domain_cfgs = list(domains)
-        self.opt = check_loop_options(domains=self.domain_cfgs, **options)
+        self.opt = runner.tta.options
         self.dataloader = None          # the loader of the stage in progress (for log hooks)
 
     @property
@@ -70,20 +70,24 @@ class ContinualTTALoop(BaseLoop):
         if saved is not None and saved['next_stage'] == len(self.stages):
             logger.warning(f'{self.runner.work_dir}: the run is already complete; nothing to do')
             return run_summary(load_records(self.runner.work_dir))
-        plugins = [h for h in self.runner.hooks if isinstance(h, TTAPlugin)]
+        plugins = self.runner.tta.plugins
         self.adapter = TTAAdapter(
-            self.model, TTA_METHODS.build(opt['method']), opt['classifier'], plugins,
+            self.model, self.runner.tta.method, opt['classifier'], plugins,
             opt['optimizer'], opt['optim_wrapper'], opt['amp'], logger, self.build_loader,
             cuda_graph=opt['cuda_graph'])
         self.name = opt['method_name'] or '+'.join([opt['method']['type'],
                                                     *[p.name for p in plugins]])
         try:
             return self._stream(run_dir, saved)
+        except BaseException as e:
+            run_dir.failed(e)
+            raise
         finally:
             self.adapter.close()
 
     def _stream(self, run_dir: RunDir, saved: dict | None) -> dict:
         """The stages from the start or from a saved state; the summary metrics."""
+        self.runner.dump_checked_config()
         initial = self.adapter.snapshot() if self.opt['reset'] != 'never' else None
         start = 0
         if saved is not None:
@@ -197,8 +201,10 @@ class ContinualTTALoop(BaseLoop):
                 self.runner.call_hook('before_test_iter', batch_idx=idx, data_batch=batch)
                 result = self.adapter.step(batch, stage.adapt)
                 names = [sample.metainfo[DOMAIN_KEY] for sample in result.outputs]
-                for sample, name in zip(result.outputs, names, strict=True):
-                    scorers[name].add(sample, stage.round, result.attempted, result.updated)
+                with phase('scoring'):
+                    for sample, name in zip(result.outputs, names, strict=True):
+                        scorers[name].add(sample, stage.round, result.attempted,
+                                          result.updated)
                 if result.stats and len(set(names)) > 1:
                     raise RuntimeError(
                         f'{self.name}: a batch of several domains ({sorted(set(names))}) '

@@ -176,3 +176,12 @@ class RunDir:
                          status='complete' if next_stage == self.info['num_stages']
                          else 'running')
         _write_json(osp.join(self.work_dir, RUN_FILE), self.info)
+
+    def failed(self, error: BaseException) -> None:
+        """Marks run.json 'failed' with the error's first line, if this process started the
+        run (a start that failed before :meth:`start` leaves the work dir as it was)."""
+        if not self.info:
+            return
+        reason = (str(error).strip().splitlines() or [''])[0]
+        self.info.update(status='failed', error=f'{type(error).__name__}: {reason}')
+        _write_json(osp.join(self.work_dir, RUN_FILE), self.info)

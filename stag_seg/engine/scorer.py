@@ -29,6 +29,11 @@ def build_iou_metric(evaluator: dict | list, dataset: Dataset) -> StreamIoUMetri
     return metric
 
 
+def _count(value) -> float:
+    """A counter summed over the stage, read once (a device tensor or a number)."""
+    return value.item() if isinstance(value, torch.Tensor) else value
+
+
 def _number(value) -> float | None:
     value = float(value)
     return round(value, 2) if math.isfinite(value) else None
@@ -97,7 +102,7 @@ class DomainScorer:
             'aAcc': _number(metrics['aAcc']),
             'IoU': {c: _number(v) for c, v in zip(classes, metrics['IoU'], strict=True)},
             'skipped_updates': int(self.skipped_updates),
-            **self.stats,
+            **{k: _count(v) for k, v in self.stats.items()},
         }
         if not adapt:
             record['adapted'] = False

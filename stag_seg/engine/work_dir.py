@@ -14,8 +14,8 @@ from mmengine.logging import print_log
 
 from stag_seg.engine.config import run_fingerprint
 from stag_seg.engine.run_dir import RUN_FILE, STATE_FILE, RunDir, with_checkpoint_identity
+from stag_seg.files import LockBusy, hold_lock, release_lock
 from stag_seg.reports import RESULTS_FILE, load_records, run_summary
-from stag_seg.sweep.files import LockBusy, hold_lock, release_lock
 
 #: the work dir's lock file: held (``flock``) by the run in progress, which writes its pid
 LOCK_FILE = 'run.lock'

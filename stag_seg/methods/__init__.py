@@ -2,9 +2,11 @@
 
 A method is one small object that owns its step (the shape of TENT's reference code):
 ``configure_model`` (modes and what is frozen), ``collect_params`` (exactly what the optimizer
-gets) and ``forward_and_adapt`` (predict, then adapt, through the engine's adapter).
+gets) and the parts of ``forward_and_adapt`` it changes (``forward``, ``keep``, ``loss``,
+``adapt``, ``after_update``), with the operations of ``stag_seg.step`` (the learner). Methods
+do not import the engine.
 """
-from stag_seg.methods.base import StepResult, TTAMethod
+from stag_seg.methods.base import TTAMethod
 from stag_seg.methods.bn_adapt import BNAdapt
 from stag_seg.methods.cotta import CoTTA
 from stag_seg.methods.eata import EATA
@@ -12,6 +14,7 @@ from stag_seg.methods.norm import NORM_TYPES, use_test_batch_statistics
 from stag_seg.methods.sar import SAR
 from stag_seg.methods.source import Source
 from stag_seg.methods.tent import Tent, TentPseudoLabel
+from stag_seg.step.context import StepResult
 
 __all__ = ['BNAdapt', 'CoTTA', 'EATA', 'NORM_TYPES', 'SAR', 'Source', 'StepResult', 'TTAMethod',
            'Tent', 'TentPseudoLabel', 'use_test_batch_statistics']

@@ -2,16 +2,12 @@
 2020): BatchNorm with the test batch's statistics, no gradient step."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from torch import nn
 
 from stag_seg.methods.base import TTAMethod
 from stag_seg.methods.norm import use_test_batch_statistics
 from stag_seg.registry import TTA_METHODS
-
-if TYPE_CHECKING:
-    from stag_seg.engine.adapter import TTAAdapter
+from stag_seg.step.learner import Learner
 
 
 @TTA_METHODS.register_module(name='bn-adapt')
@@ -33,10 +29,10 @@ class BNAdapt(TTAMethod):
         super().configure_model(model)
         self.num_batch_norms = use_test_batch_statistics(model)
 
-    def setup(self, adapter: TTAAdapter) -> None:
+    def setup(self, learner: Learner) -> None:
         if self.num_batch_norms == 0:
-            adapter.logger.warning('bn-adapt: the model has no BatchNorm layer, so its '
+            learner.logger.warning('bn-adapt: the model has no BatchNorm layer, so its '
                                    'predictions are the source model\'s')
         else:
-            adapter.logger.info(f'bn-adapt: {self.num_batch_norms} BatchNorm layer(s) '
+            learner.logger.info(f'bn-adapt: {self.num_batch_norms} BatchNorm layer(s) '
                                 'normalise with test-batch statistics')

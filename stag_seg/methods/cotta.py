@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from mmengine.structures import PixelData
 from torch import Tensor, nn
 
-from stag_seg.engine.postprocess import argmax_classes, full_resolution_logits
-from stag_seg.methods.base import StepResult, TTAMethod
+from stag_seg.datasets.tta_views import split_views
+from stag_seg.methods.base import TTAMethod
 from stag_seg.methods.head_grid import IGNORE_INDEX, labels_on_head_grid
-from stag_seg.methods.tta_views import split_views
 from stag_seg.options import check_number
 from stag_seg.registry import TTA_METHODS
-
-if TYPE_CHECKING:
-    from stag_seg.engine.adapter import TTAAdapter
+from stag_seg.step.context import StepContext
+from stag_seg.step.learner import Learner
+from stag_seg.step.postprocess import argmax_classes, full_resolution_logits
 
 #: endings of the parameter names (last component) that stochastic restore resets: CoTTA's
 #: 'weight' and 'bias', and mmseg's nn.MultiheadAttention 'in_proj_weight' / 'in_proj_bias'
@@ -66,7 +64,7 @@ class CoTTA(TTAMethod):
     source's in all three models.
 
     Views. The stream pipeline makes them with mmcv's ``TestTimeAug``
-    (:class:`~stag_seg.methods.tta_views.TestTimeAugSharedLabel`,
+    (:class:`~stag_seg.datasets.tta_views.TestTimeAugSharedLabel`,
     ``configs/_base_/datasets/cotta_views.py``): the base view is exactly the input every
     method sees (``Resize`` to 960x540 keeping the ratio); the 14 views scale it by 0.5 ... 2.0
     (ratios relative to it), each without and with a horizontal flip; the base view is
@@ -76,7 +74,7 @@ class CoTTA(TTAMethod):
 
     Pseudo-label and scored prediction (one and the same, at the label's full resolution, as
     CoTTA scores it). The teacher predicts every view; mmseg's post-processing steps
-    (``stag_seg.engine.postprocess.full_resolution_logits``: un-pad, un-flip, bilinear
+    (``stag_seg.step.postprocess.full_resolution_logits``: un-pad, un-flip, bilinear
     resize) bring each view's logits to the original resolution, and
     the softmax probabilities are averaged there as ``SegTTAModel.merge_preds`` averages them
     (summed in view order, divided by the number of views), but as a running sum, so that one
@@ -132,7 +130,7 @@ class CoTTA(TTAMethod):
 
     def configure_model(self, model: nn.Module) -> None:
         """Eval mode, every parameter trainable; the anchor and the teacher are copied here,
-        from the source weights, before the adapter hooks the classifier."""
+        from the source weights, before the learner hooks the classifier."""
         model.eval()
         model.requires_grad_(True)
         self.anchor = frozen_copy(model)
@@ -141,21 +139,23 @@ class CoTTA(TTAMethod):
     def collect_params(self, model: nn.Module) -> list[nn.Parameter]:
         return list(model.parameters())
 
-    def setup(self, adapter: TTAAdapter) -> None:
-        model = adapter.model
+    def setup(self, learner: Learner) -> None:
+        model = learner.model
         if getattr(model, 'out_channels', 2) < 2:
             raise ValueError('cotta averages softmax probabilities over views; it needs a '
                              f'multi-class head, got out_channels={model.out_channels}')
-        self.logger = adapter.logger
+        self.logger = learner.logger
         source = dict(self.anchor.named_parameters())
         self.restored = [(p, source[name]) for name, p in model.named_parameters()
                          if name.rsplit('.', 1)[-1].endswith(RESTORED_SUFFIXES)
                          and p.requires_grad]
-        self.generator = torch.Generator(device=adapter.device)
+        self.generator = torch.Generator(device=learner.device)
         self.generator.manual_seed(torch.initial_seed())
 
     # ---------------------------------------------------------------- the step
-    def forward_and_adapt(self, adapter: TTAAdapter, batch: dict, adapt: bool) -> StepResult:
+    def forward(self, learner: Learner, batch: dict, adapt: bool) -> StepContext:
+        """The teacher's scored prediction (the pseudo-label, ``ctx.selection``) and, if
+        ``adapt``, the student's grad-mode forward on the base view (``ctx.logits``)."""
         views, base = split_views(batch)
         if len(views) == 1 and not self._warned_no_views:
             self._warned_no_views = True
@@ -163,45 +163,44 @@ class CoTTA(TTAMethod):
                                 'TestTimeAugSharedLabel in the pipeline): the ensemble is the '
                                 'un-augmented view alone')
         with torch.no_grad():
-            confidence = self._anchor_confidence(adapter, views[base])
-            plain, ensemble, outputs = self._teacher_predictions(adapter, views, base)
+            confidence = self._anchor_confidence(learner, views[base])
+            plain, ensemble, outputs = self._teacher_predictions(learner, views, base)
         labels = []
         for sample, conf, own, mean in zip(outputs, confidence, plain, ensemble, strict=True):
             label = torch.where(conf > self.threshold, own, mean)
             sample.set_data({'pred_sem_seg': PixelData(data=label[None])})
             labels.append(label)
-        stats = {'ensemble_pixels': sum(int((c <= self.threshold).sum()) for c in confidence),
-                 'pixels': sum(c.numel() for c in confidence)}
-        if not adapt:
-            return StepResult(outputs, stats=stats)
-        ctx = adapter.forward(views[base], grad=True, predict=False)
-        ctx.losses = {'loss_cotta': self._student_loss(ctx.logits, labels, ctx.outputs)}
-        adapter.add_plugin_losses(ctx)
-        updated = adapter.update(ctx)
-        if updated:
-            self.after_update(adapter)
-        return StepResult(outputs, attempted=True, updated=updated, stats=stats)
+        ctx = (learner.forward(views[base], grad=True, predict=False) if adapt
+               else StepContext(outputs=outputs, batch=views[base]))
+        ctx.outputs = outputs
+        ctx.selection = labels
+        ctx.stats = {'ensemble_pixels': sum((c <= self.threshold).sum() for c in confidence),
+                     'pixels': sum(c.numel() for c in confidence)}     # summed on the device
+        return ctx
+
+    def loss(self, ctx: StepContext) -> dict[str, Tensor]:
+        return {'loss_cotta': self._student_loss(ctx.logits, ctx.selection, ctx.samples)}
 
     @staticmethod
-    def _full_resolution(adapter: TTAAdapter, model: nn.Module,
+    def _full_resolution(learner: Learner, model: nn.Module,
                          view: dict) -> tuple[list[Tensor], list]:
         """``model``'s (K, H, W) logits for ``view`` at the original resolution (mmseg's
         post-processing steps, no argmax), and the view's samples."""
-        seg_logits, samples = adapter.infer(model, view, grad=False)
+        seg_logits, samples = learner.infer(model, view, grad=False)
         return full_resolution_logits(seg_logits.float(), samples, model.align_corners), samples
 
-    def _anchor_confidence(self, adapter: TTAAdapter, view: dict) -> list[Tensor]:
+    def _anchor_confidence(self, learner: Learner, view: dict) -> list[Tensor]:
         """(H, W) max softmax probability of the anchor on the base view, per image."""
-        logits, _ = self._full_resolution(adapter, self.anchor, view)
+        logits, _ = self._full_resolution(learner, self.anchor, view)
         return [x.softmax(0).amax(0) for x in logits]
 
-    def _teacher_predictions(self, adapter: TTAAdapter, views: list[dict],
+    def _teacher_predictions(self, learner: Learner, views: list[dict],
                              base: int) -> tuple[list[Tensor], list[Tensor], list]:
         """Per image: the teacher's (H, W) base-view argmax, the argmax of its mean softmax
         over all views, and the base view's samples (to carry the scored prediction)."""
         total = None
         for index, view in enumerate(views):
-            logits, samples = self._full_resolution(adapter, self.teacher, view)
+            logits, samples = self._full_resolution(learner, self.teacher, view)
             probs = [x.softmax(0) for x in logits]
             total = probs if total is None else [t.add_(p) for t, p in zip(total, probs,
                                                                             strict=True)]
@@ -224,8 +223,8 @@ class CoTTA(TTAMethod):
         return F.cross_entropy(logits.float(), targets.to(logits.device),
                                ignore_index=IGNORE_INDEX)
 
-    def after_update(self, adapter: TTAAdapter) -> None:
-        ema_update(self.teacher, adapter.model, self.alpha)
+    def after_update(self, learner: Learner) -> None:
+        ema_update(self.teacher, learner.model, self.alpha)
         if self.restore_prob > 0:
             stochastic_restore(self.restored, self.restore_prob, self.generator)
 

@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stag_seg.methods.base import StepResult
 from stag_seg.methods.fisher import fisher_information, fisher_penalty
 from stag_seg.methods.reliable import entropy_margin
 from stag_seg.methods.tent import Tent
+from stag_seg.ops import pixels_last, softmax_entropy
 from stag_seg.options import check_int, check_number
 from stag_seg.registry import TTA_METHODS
-from stag_seg.stag.entropy import softmax_entropy
-from stag_seg.stag.loss import pixels_last
-
-if TYPE_CHECKING:
-    from stag_seg.engine.adapter import TTAAdapter
-    from stag_seg.engine.context import StepContext
+from stag_seg.step.context import StepContext
+from stag_seg.step.learner import Learner
 
 #: EATA's moving average of the kept samples' mean probability vector (its Eqn. 4)
 PROBS_MOMENTUM = 0.9
@@ -158,33 +153,33 @@ class EATA(Tent):
         self.device = None
         self._fisher_loader = None
 
-    def setup(self, adapter: TTAAdapter) -> None:
+    def setup(self, learner: Learner) -> None:
         """Builds the Fisher set's loader (a bad set fails here, before the stream)."""
-        self.device = adapter.device
+        self.device = learner.device
         if self.fisher_alpha == 0:
             return
-        if adapter.build_loader is None:
-            raise ValueError('EATA: fisher_alpha > 0 needs the adapter\'s build_loader to read '
+        if learner.build_loader is None:
+            raise ValueError('EATA: fisher_alpha > 0 needs the learner\'s build_loader to read '
                              'fisher_dataset')
         try:
-            self._fisher_loader = adapter.build_loader(dict(self.fisher_dataset),
+            self._fisher_loader = learner.build_loader(dict(self.fisher_dataset),
                                                        self.fisher_size)
         except (FileNotFoundError, ValueError) as e:      # the dataset's error, with the option
             raise type(e)(f'test_cfg.method.fisher_dataset: {e}') from e
-        adapter.logger.info(f'EATA: the Fisher information comes from a seeded subset of '
+        learner.logger.info(f'EATA: the Fisher information comes from a seeded subset of '
                             f'{len(self._fisher_loader.dataset)} source images, computed '
                             'before the first update (unless resumed)')
 
-    def _ensure_fisher(self, adapter: TTAAdapter) -> None:
+    def _ensure_fisher(self, learner: Learner) -> None:
         """Computes the Fisher information once, from the (still source) model."""
         if self.fisher_alpha == 0 or self.fisher is not None:
             return
         start = time.perf_counter()
-        self.fisher, images = fisher_information(adapter, self._fisher_loader, self.fisher_size)
-        self.anchor = [p.detach().float().clone() for p in adapter.params]
+        self.fisher, images = fisher_information(learner, self._fisher_loader, self.fisher_size)
+        self.anchor = [p.detach().float().clone() for p in learner.params]
         self._fisher_loader = None
         seconds = time.perf_counter() - start
-        adapter.logger.info(f'EATA: Fisher information from {images} source images in '
+        learner.logger.info(f'EATA: Fisher information from {images} source images in '
                             f'{seconds:.1f} s ({seconds / images:.3f} s per image)')
 
     def select(self, ctx: StepContext) -> PixelSelection:
@@ -193,36 +188,31 @@ class EATA(Tent):
         return select_pixels(rows, entropy_margin(rows.shape[1], self.e_margin),
                              self.running_probs, self.d_margin)
 
-    def loss(self, ctx: StepContext, selection: PixelSelection | None = None
-             ) -> dict[str, Tensor]:
-        """The weighted entropy of the kept pixels and the Fisher term (state unchanged)."""
-        selection = self.select(ctx) if selection is None else selection
+    def forward(self, learner: Learner, batch: dict, adapt: bool) -> StepContext:
+        if adapt:
+            self._ensure_fisher(learner)
+        return learner.forward(batch, grad=adapt)
+
+    def keep(self, ctx: StepContext) -> bool:
+        """Selects the pixels (and moves the average); a step that keeps none is skipped."""
+        selection = ctx.selection = self.select(ctx)
+        self.running_probs = selection.running_probs
+        kept = int(selection.kept.sum())
+        ctx.stats = {'pixels': selection.kept.numel(),
+                     'reliable_pixels': int(selection.reliable.sum()),
+                     'kept_pixels': kept, 'empty_steps': int(kept == 0)}
+        return kept > 0
+
+    def loss(self, ctx: StepContext) -> dict[str, Tensor]:
+        """The weighted entropy of the kept pixels (``ctx.selection``, or selected now with
+        the state unchanged) and the Fisher term."""
+        selection = self.select(ctx) if ctx.selection is None else ctx.selection
         kept = selection.kept.sum().clamp(min=1)
         terms = {'loss_entropy': (selection.weights * selection.entropy).sum() / kept}
         if self.fisher is not None:
             terms['loss_fisher'] = fisher_penalty(ctx.params, self.fisher, self.anchor,
                                                   self.fisher_alpha)
         return terms
-
-    def forward_and_adapt(self, adapter: TTAAdapter, batch: dict, adapt: bool) -> StepResult:
-        if not adapt:
-            return StepResult(adapter.forward(batch, grad=False).outputs)
-        self._ensure_fisher(adapter)
-        ctx = adapter.forward(batch, grad=True)
-        selection = self.select(ctx)
-        self.running_probs = selection.running_probs
-        kept = int(selection.kept.sum())
-        stats = {'pixels': selection.kept.numel(),
-                 'reliable_pixels': int(selection.reliable.sum()),
-                 'kept_pixels': kept, 'empty_steps': int(kept == 0)}
-        if kept == 0:
-            return StepResult(ctx.outputs, stats=stats)
-        ctx.losses = self.loss(ctx, selection)
-        adapter.add_plugin_losses(ctx)
-        updated = adapter.update(ctx)
-        if updated:
-            self.after_update(adapter)
-        return StepResult(ctx.outputs, attempted=True, updated=updated, stats=stats)
 
     def state_dict(self) -> dict:
         return {'running_probs': self.running_probs, 'fisher': self.fisher,

@@ -3,19 +3,17 @@ parameters on a source-domain set, and the penalty alpha * sum F (theta - theta*
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-if TYPE_CHECKING:
-    from stag_seg.engine.adapter import TTAAdapter
+from stag_seg.step.learner import Learner
 
 
-def fisher_information(adapter: TTAAdapter, loader: Iterable[dict],
+def fisher_information(learner: Learner, loader: Iterable[dict],
                        max_images: int | None = None) -> tuple[list[Tensor], int]:
-    """The diagonal Fisher information of ``adapter.params`` on ``loader``'s batches.
+    """The diagonal Fisher information of ``learner.params`` on ``loader``'s batches.
 
     EATA's estimate: for each batch, the gradient g of the cross-entropy of the model's
     logits with its own argmax (pseudo-labels; here the mean over the batch's pixels at the
@@ -23,19 +21,19 @@ def fisher_information(adapter: TTAAdapter, loader: Iterable[dict],
     (the source model, in the method's test-time mode); no parameter or optimizer changes.
 
     Args:
-        adapter: the adapter (its grad-mode forward and its trainable parameters).
+        learner: its grad-mode forward and its trainable parameters.
         loader: batches of source-domain images (labels are not used).
         max_images: stop after the batch that reaches this many images (None: all).
     Returns:
         F (one tensor per parameter, shaped like it) and the number of images used.
     """
-    params = adapter.params
+    params = learner.params
     fisher = [torch.zeros_like(p, dtype=torch.float32) for p in params]
     batches = images = 0
     for batch in loader:
         if max_images is not None and images >= max_images:
             break
-        ctx = adapter.forward(batch, grad=True, predict=False)
+        ctx = learner.forward(batch, grad=True, predict=False)
         logits = ctx.logits.float()
         loss = F.cross_entropy(logits, logits.detach().argmax(1))
         grads = torch.autograd.grad(loss, params, allow_unused=True)
@@ -44,7 +42,6 @@ def fisher_information(adapter: TTAAdapter, loader: Iterable[dict],
                 f.add_(g.detach().float() ** 2)
         batches += 1
         images += len(ctx.outputs)
-    adapter.tap.clear()
     if batches == 0:
         raise ValueError('eata: the Fisher source set gave no image')
     return [f / batches for f in fisher], images

@@ -1,5 +1,5 @@
 """Sharpness-aware minimisation (Foret et al., ICLR 2021) as two in-place steps on a parameter
-list, for SAR's two passes through the adapter (the ascent, then back before the optimizer)."""
+list, for SAR's two passes through the learner (the ascent, then back before the optimizer)."""
 from __future__ import annotations
 
 import torch

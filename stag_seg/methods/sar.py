@@ -2,23 +2,18 @@
 sharpness-aware minimisation, and recovery to the source model when the loss collapses."""
 from __future__ import annotations
 
-import copy
 import math
-from typing import TYPE_CHECKING
 
-import torch
+from torch import Tensor
 
-from stag_seg.methods.base import StepResult
 from stag_seg.methods.reliable import PAPER_NUM_CLASSES, entropy_margin, masked_mean
 from stag_seg.methods.sam import sam_ascent, sam_restore
 from stag_seg.methods.tent import Tent
+from stag_seg.ops import pixels_last, softmax_entropy
 from stag_seg.options import check_number
 from stag_seg.registry import TTA_METHODS
-from stag_seg.stag.entropy import softmax_entropy
-from stag_seg.stag.loss import pixels_last
-
-if TYPE_CHECKING:
-    from stag_seg.engine.adapter import TTAAdapter
+from stag_seg.step.context import StepContext
+from stag_seg.step.learner import Learner
 
 #: SAR's moving average of the second pass's loss (the recovery criterion)
 EMA_MOMENTUM = 0.9
@@ -48,8 +43,8 @@ class SAR(Tent):
     the parameters move to w + rho * g / ||g||; pass 2 at the moved point keeps the pass-1
     reliable pixels still below E0, back-propagates their mean entropy (+ the plug-ins'
     terms, on pass 2's logits); the parameters go back to w and the optimizer steps with
-    pass 2's gradients. Both passes go through the adapter (``adapter.forward``, the loss,
-    ``adapter.add_plugin_losses``, ``adapter.backward``), then ``adapter.apply_update``.
+    pass 2's gradients (:meth:`adapt`: both passes through the learner's ``forward``,
+    ``add_plugin_losses`` and ``backward``, then ``apply_update``).
     Model recovery: the moving average (0.9) of pass 2's entropy term; when it falls below
     e_m the adapted parameters, the optimizer and the plug-ins go back to their source
     state and the average restarts (stat ``resets``). Parameters: the norm layers' affine
@@ -93,75 +88,70 @@ class SAR(Tent):
         self.num_resets = 0
         self._source: dict | None = None
 
-    def setup(self, adapter: TTAAdapter) -> None:
+    def setup(self, learner: Learner) -> None:
         """Keeps the source state of what recovery restores (the trainable parameters, the
         optimizer, the plug-ins): it is the checkpoint's, also on resume."""
-        wrapper = adapter.optim_wrapper
-        if getattr(wrapper, '_accumulative_counts', 1) != 1:
-            raise ValueError('SAR: test_cfg.optim_wrapper.accumulative_counts must be 1 (SAM '
-                             'moves the parameters with each step\'s own gradient)')
-        self._source = {
-            'params': [p.detach().clone() for p in adapter.params],
-            'optimizer': copy.deepcopy(wrapper.state_dict()),
-            'plugins': [copy.deepcopy(p.state_dict()) for p in adapter.plugins]}
-        self.logger = adapter.logger
+        self._source = learner.trainable_state()
+        self.logger = learner.logger
 
-    def recover(self, adapter: TTAAdapter) -> None:
+    def recover(self, learner: Learner) -> None:
         """SAR's model recovery: the source parameters, optimizer and plug-in state."""
-        with torch.no_grad():
-            for p, value in zip(adapter.params, self._source['params'], strict=True):
-                p.copy_(value)
-        adapter.optim_wrapper.load_state_dict(copy.deepcopy(self._source['optimizer']))
-        for plugin, state in zip(adapter.plugins, self._source['plugins'], strict=True):
-            plugin.load_state_dict(copy.deepcopy(state))
+        learner.load_trainable_state(self._source)
         self.ema = None
         self.num_resets += 1
 
-    def forward_and_adapt(self, adapter: TTAAdapter, batch: dict, adapt: bool) -> StepResult:
-        if not adapt:
-            return StepResult(adapter.forward(batch, grad=False).outputs)
-        ctx = adapter.forward(batch, grad=True)
-        entropy = softmax_entropy(pixels_last(ctx.logits.float()), dim=1)
-        num_classes = ctx.logits.shape[1]
-        margin = entropy_margin(num_classes, self.margin_e0)
-        reliable = entropy.detach() < margin
+    @staticmethod
+    def entropy(ctx: StepContext) -> Tensor:
+        """(M,) per-pixel entropy of ``ctx.logits`` (float32, differentiable)."""
+        return softmax_entropy(pixels_last(ctx.logits.float()), dim=1)
+
+    def keep(self, ctx: StepContext) -> bool:
+        """Pass 1's reliable pixels (``ctx.selection``); a step with none is skipped."""
+        entropy = self.entropy(ctx)
+        reliable = entropy.detach() < entropy_margin(ctx.logits.shape[1], self.margin_e0)
         num_reliable = int(reliable.sum())
-        stats = {'pixels': reliable.numel(), 'reliable_pixels': num_reliable,
-                 'kept_pixels': 0, 'empty_steps': int(num_reliable == 0), 'resets': 0}
-        if num_reliable == 0:
-            return StepResult(ctx.outputs, stats=stats)
-        ctx.losses = {'loss_entropy': masked_mean(entropy, reliable)}
-        adapter.add_plugin_losses(ctx)
-        if not adapter.backward(ctx):
-            return StepResult(ctx.outputs, attempted=True,
-                              updated=adapter.apply_update(ctx, False), stats=stats)
-        old = sam_ascent(adapter.params, self.rho)
-        adapter.optim_wrapper.zero_grad()
+        ctx.selection = (entropy, reliable)
+        ctx.stats = {'pixels': reliable.numel(), 'reliable_pixels': num_reliable,
+                     'kept_pixels': 0, 'empty_steps': int(num_reliable == 0), 'resets': 0}
+        return num_reliable > 0
+
+    def loss(self, ctx: StepContext) -> dict[str, Tensor]:
+        """The mean entropy of the selected pixels (``ctx.selection``: entropy and mask)."""
+        entropy, selected = ctx.selection
+        return {'loss_entropy': masked_mean(entropy, selected)}
+
+    def adapt(self, learner: Learner, ctx: StepContext) -> bool:
+        """SAM's two passes, the update with pass 2's gradients, then the recovery check."""
+        num_classes = ctx.logits.shape[1]
+        ctx.losses = self.loss(ctx)
+        learner.add_plugin_losses(ctx)
+        if not learner.backward(ctx):
+            return learner.apply_update(ctx, False)
+        old = sam_ascent(learner.params, self.rho)
+        learner.zero_grad()
         try:
-            second = adapter.forward(batch, grad=True)
-            entropy = softmax_entropy(pixels_last(second.logits.float()), dim=1)
-            kept = reliable & (entropy.detach() < margin)
-            loss = masked_mean(entropy, kept)
-            second.losses = {'loss_entropy': loss}
-            adapter.add_plugin_losses(second)
-            finite = adapter.backward(second)
+            second = learner.forward(ctx.batch, grad=True, predict=False)
+            entropy = self.entropy(second)
+            margin = entropy_margin(num_classes, self.margin_e0)
+            second.selection = (entropy, ctx.selection[1] & (entropy.detach() < margin))
+            second.losses = self.loss(second)
+            learner.add_plugin_losses(second)
+            finite = learner.backward(second)
         finally:
-            sam_restore(adapter.params, old)
-        num_kept = int(kept.sum())
-        stats['kept_pixels'] = num_kept
-        value = loss.item()
+            sam_restore(learner.params, old)
+        num_kept = int(second.selection[1].sum())
+        ctx.stats['kept_pixels'] = num_kept
+        value = second.losses['loss_entropy'].item()
         if num_kept and math.isfinite(value):
             self.ema = update_ema(self.ema, value)
-        updated = adapter.apply_update(second, finite)
-        if updated:
-            self.after_update(adapter)
+        updated = learner.apply_update(second, finite)
         threshold = reset_constant(num_classes, self.reset_constant_em)
         if self.ema is not None and self.ema < threshold:
-            self.recover(adapter)
-            stats['resets'] = 1
+            self.recover(learner)
+            ctx.stats['resets'] = 1
             self.logger.info(f'SAR: moving average of the entropy below e_m={threshold:.4g}: '
                              f'model recovered to the source state (recovery {self.num_resets})')
-        return StepResult(ctx.outputs, attempted=True, updated=updated, stats=stats)
+        return updated
 
     def state_dict(self) -> dict:
         return {'ema': self.ema, 'num_resets': self.num_resets}

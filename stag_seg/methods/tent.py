@@ -4,11 +4,11 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stag_seg.engine.context import StepContext
 from stag_seg.methods.base import TTAMethod
 from stag_seg.methods.norm import norm_affine_params, use_test_batch_statistics
+from stag_seg.ops import softmax_entropy
 from stag_seg.registry import TTA_METHODS
-from stag_seg.stag.entropy import softmax_entropy
+from stag_seg.step.context import StepContext
 
 
 @TTA_METHODS.register_module(name='tent')

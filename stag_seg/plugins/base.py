@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from mmengine.hooks import Hook
 from torch import Tensor, nn
 
-from stag_seg.engine.context import StepContext
 from stag_seg.options import check_number
+from stag_seg.step.context import StepContext
 
 
 class TTAPlugin(Hook):
@@ -15,13 +16,14 @@ class TTAPlugin(Hook):
 
     A plug-in is an MMEngine ``Hook`` registered in mmseg's ``HOOKS``, so adding
     ``custom_hooks=[dict(type='MyPlugin', ...)]`` to any config that runs the stream turns it
-    on. The engine's adapter finds every ``TTAPlugin`` among the runner's hooks and drives it:
+    on. The step's :class:`~stag_seg.step.learner.Learner` drives every ``TTAPlugin`` of the
+    config:
 
     1. :meth:`setup` once before the stream, with the classifier module holding the source
        weights and its path (``test_cfg.classifier``, configured once for the method and every
        plug-in);
     2. :meth:`losses` at every adaptation step, after the method's base loss, with the step's
-       :class:`~stag_seg.engine.context.StepContext` (classifier logits at the decode head's
+       :class:`~stag_seg.step.context.StepContext` (classifier logits at the decode head's
        resolution and, if :attr:`needs_features`, its input features; the batch; the base
        losses; the trainable parameters); the returned named terms (already weighted) join the
        loss, and the sum of all terms is back-propagated once;
@@ -64,3 +66,14 @@ class TTAPlugin(Hook):
 
     def load_state_dict(self, state: dict) -> None:
         """Restores what :meth:`state_dict` returned."""
+
+
+def check_plugins_join(plugins: Sequence[TTAPlugin], method: str, updates: bool,
+                       owner: str = '') -> None:
+    """Plug-ins add loss terms, so they need a method that takes gradient steps; ``method``
+    and ``owner`` (e.g. 'custom_hooks: ') name the method and the option in the error."""
+    if plugins and not updates:
+        names = ', '.join(type(p).__name__ for p in plugins)
+        raise ValueError(f'{owner}plug-in(s) {names} add loss terms, but method {method} takes '
+                         'no gradient step, so they would change nothing; use a method that '
+                         'adapts (e.g. tent)')

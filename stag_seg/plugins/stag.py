@@ -6,12 +6,12 @@ import logging
 from mmseg.registry import HOOKS
 from torch import Tensor, nn
 
-from stag_seg.engine.context import StepContext
 from stag_seg.options import check_choice, check_number
 from stag_seg.plugins.base import TTAPlugin
 from stag_seg.stag import StructuralAnchors, stag_loss, structural_anchors
 from stag_seg.stag.anchors import GRAD_SPACES
 from stag_seg.stag.loss import IMPLS
+from stag_seg.step.context import StepContext
 
 #: STAG's defaults, in one place (configs that add the hook rely on them): the setting the
 #: study's rule chose (docs/study.md: best worst-case paired gain over TENT across 4 regimes x

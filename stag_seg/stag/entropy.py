@@ -1,18 +1,7 @@
-"""Shannon entropy of a softmax and its closed-form gradient w.r.t. the logits."""
+"""The closed-form gradient of a softmax's entropy w.r.t. the logits (the entropy itself:
+``stag_seg.ops.softmax_entropy``)."""
 
 from torch import Tensor
-
-
-def softmax_entropy(logits: Tensor, dim: int = 1) -> Tensor:
-    """H(softmax(z)) = -sum_j p_j log p_j along ``dim`` (the class axis).
-
-    Args:
-        logits: (..., K, ...) raw scores z.
-    Returns:
-        Entropy with ``dim`` reduced, e.g. (N, H, W) for (N, K, H, W) logits.
-    """
-    log_p = logits.log_softmax(dim)
-    return -(log_p.exp() * log_p).sum(dim)
 
 
 def entropy_logit_grad(logits: Tensor, dim: int = -1) -> tuple[Tensor, Tensor]:

@@ -3,19 +3,11 @@
 import torch
 from torch import Tensor
 
+from stag_seg.ops import pixels_last
 from stag_seg.stag.anchors import StructuralAnchors
 from stag_seg.stag.entropy import entropy_logit_grad
 
 IMPLS = ('kspace', 'naive')
-
-
-def pixels_last(x: Tensor) -> Tensor:
-    """(N, D, H, W) -> (N*H*W, D); (P, D) is returned as is."""
-    if x.dim() == 2:
-        return x
-    if x.dim() != 4:
-        raise ValueError(f'expected (N, D, H, W) or (P, D), got {tuple(x.shape)}')
-    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
 
 
 def _safe_norm(sq_norm: Tensor, eps: float) -> Tensor:

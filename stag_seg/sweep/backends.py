@@ -8,7 +8,8 @@ import importlib.util
 import os.path as osp
 from collections.abc import Iterator, Sequence
 
-from stag_seg.sweep import files, worker
+from stag_seg import files
+from stag_seg.sweep import worker
 
 
 class SerialBackend:

@@ -8,11 +8,11 @@ import shlex
 import sys
 from collections.abc import Callable
 
+from stag_seg.files import write_text_atomic
 from stag_seg.reports.records import load_records
 from stag_seg.sweep.aggregate import RunScores, run_scores
 from stag_seg.sweep.backends import make_backend
 from stag_seg.sweep.cli_options import to_cli
-from stag_seg.sweep.files import write_text_atomic
 from stag_seg.sweep.report import progress_table, write_report
 from stag_seg.sweep.spec import Run, SweepSpec, load_spec
 from stag_seg.sweep.worker import LOG_FILE, RUN_FILE, run_state

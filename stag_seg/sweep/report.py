@@ -7,6 +7,7 @@ import io
 import os.path as osp
 from collections.abc import Mapping, Sequence
 
+from stag_seg.files import write_atomic, write_text_atomic
 from stag_seg.sweep.aggregate import (
     METRIC_TITLES,
     METRICS,
@@ -16,7 +17,6 @@ from stag_seg.sweep.aggregate import (
     paired_differences,
     summarize,
 )
-from stag_seg.sweep.files import write_atomic, write_text_atomic
 from stag_seg.sweep.spec import Run, SweepSpec, methods_and_regimes
 from stag_seg.sweep.stats import Interval, Stat
 

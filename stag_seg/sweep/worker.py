@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 
-from stag_seg.sweep.files import LockBusy, hold_lock, read_json, write_json_atomic
+from stag_seg.files import LockBusy, hold_lock, read_json, write_json_atomic
 
 DONE_FILE = 'sweep_done.json'
 RUN_FILE = 'sweep_run.json'

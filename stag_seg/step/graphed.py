@@ -176,3 +176,59 @@ def capture_safe_autocast(device_type: str, dtype: torch.dtype | None):
         return
     with torch.autocast(device_type, dtype=dtype, cache_enabled=False):
         yield
+
+
+class GraphedInference:
+    """No-grad forwards (``model.inference``) captured per (model, input shape) and replayed:
+    the scored forward of methods that do not update (source, BN-adapt), stages without
+    updates, and CoTTA's anchor and teacher over its views. The graphs share one memory pool
+    (they run one after another); each keeps its own static input and output.
+
+    Args:
+        autocast: ``autocast()`` context factory of the forward's precision (capture-safe).
+        max_graphs: graphs kept at most; past it, new shapes run eager.
+        logger: where capture lines go.
+    """
+
+    def __init__(self, autocast: Callable[[], contextlib.AbstractContextManager],
+                 max_graphs: int = 32, logger: logging.Logger | None = None) -> None:
+        self.autocast = autocast
+        self.max_graphs = max_graphs
+        self.logger = logger or logging.getLogger(__name__)
+        self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, Tensor, Tensor]] = {}
+        self.pool = None
+
+    def __call__(self, model: nn.Module, inputs: Tensor, metas: list[dict]) -> Tensor | None:
+        """(N, K, H, W) logits of ``model`` on ``inputs`` from the replayed graph (a static
+        tensor: overwritten by the next replay of this graph), or None to run eager."""
+        key = (id(model), batch_key(inputs, metas))
+        entry = self.graphs.get(key)
+        if entry is None:
+            if len(self.graphs) >= self.max_graphs:
+                return None
+            entry = self._capture(model, inputs, metas)
+            self.graphs[key] = entry
+        graph, static_in, static_out = entry
+        static_in.copy_(inputs)
+        graph.replay()
+        return static_out
+
+    def _capture(self, model: nn.Module, inputs: Tensor, metas: list[dict]) -> tuple:
+        buffers = [(b, b.detach().clone()) for b in model.buffers()]
+        static_in = inputs.clone()
+        if self.pool is None:
+            self.pool = torch.cuda.graph_pool_handle()
+        with torch.no_grad(), self.autocast():
+            with _side_stream(True):
+                model.inference(static_in, metas)          # warm-up (cuDNN plans, caches)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self.pool, capture_error_mode='thread_local'):
+                static_out = model.inference(static_in, metas)
+            for buffer, value in buffers:                  # e.g. BatchNorm running stats
+                buffer.copy_(value)
+        self.logger.debug(f'cuda_graph: captured the forward of {type(model).__name__} for '
+                          f'input {tuple(inputs.shape)}')
+        return graph, static_in, static_out
+
+    def clear(self) -> None:
+        self.graphs.clear()

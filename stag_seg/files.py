@@ -1,5 +1,5 @@
-"""Atomic file writes and exclusive lock files (standard library only: also used on Ray
-workers)."""
+"""Atomic file writes and exclusive lock files, for the engine's work dirs and the sweeps
+(standard library only: also used on Ray workers)."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
-"""The adapter's optimizer wrapper, built through mmengine (AMP, clipping, accumulation)."""
+"""The step's optimizer wrapper, built through mmengine (AMP, clipping), and the default
+optimizer."""
 from __future__ import annotations
 
 import torch
@@ -8,6 +9,9 @@ from torch import nn
 
 #: test_cfg.amp -> autocast dtype
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+#: the optimizer of every method that updates, unless test_cfg.optimizer says otherwise
+#: (CoTTA's setting for SegFormer on Cityscapes-to-ACDC)
+DEFAULT_OPTIMIZER = dict(type='Adam', lr=6e-5 / 8, betas=(0.9, 0.999))
 
 
 def build_tta_optim_wrapper(params: list[nn.Parameter], optimizer: dict,

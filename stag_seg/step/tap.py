@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from stag_seg.stag.loss import pixels_last
+from stag_seg.ops import pixels_last
 
 
 def get_submodule(model: nn.Module, path: str) -> nn.Module:

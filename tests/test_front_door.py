@@ -1,0 +1,194 @@
+"""The front door and the package's structure: a run validates its config once and builds
+its method and plug-ins once; the import graph has no cycle and keeps its layers; a failed
+start leaves a finished run as it was; a failed run says so in run.json."""
+import ast
+import json
+import os
+import os.path as osp
+
+import pytest
+import torch
+from engine_utils import REPO, TINY_CONFIG, tiny_options
+from fixture_data import make_acdc_tree
+from mmengine.runner import save_checkpoint
+from mmseg.registry import HOOKS, MODELS
+
+from stag_seg.engine import config as engine_config
+from stag_seg.engine.launch import load_tta_config, run_tta
+from stag_seg.methods import Tent
+from stag_seg.plugins import TTAPlugin
+from stag_seg.registry import TTA_METHODS
+
+PACKAGE = osp.join(REPO, 'stag_seg')
+#: the experiment tooling: it may import the core, never the other way round
+TOOLING = ('stag_seg.benchmark', 'stag_seg.sweep', 'stag_seg.demo')
+#: the console commands: the top, above the core and the tooling (they import both)
+COMMANDS = ('stag_seg.commands',)
+ONE_DOMAIN = {'test_cfg.domains': [dict(name='fog', dataset=dict(condition='fog'))],
+              'test_cfg.num_rounds': 1}
+BUILT = {'method': 0, 'plugin': 0}
+
+
+@TTA_METHODS.register_module(name='test-counted-tent', force=True)
+class CountedTent(Tent):
+    def __init__(self) -> None:
+        BUILT['method'] += 1
+
+
+@HOOKS.register_module(force=True)
+class CountedPlugin(TTAPlugin):
+    name = 'counted'
+
+    def __init__(self, loss_weight: float = 0.0) -> None:
+        super().__init__(loss_weight)
+        BUILT['plugin'] += 1
+
+    def losses(self, ctx) -> dict:
+        return {'loss_counted': ctx.logits.sum() * self.loss_weight}
+
+
+@pytest.fixture(scope='module')
+def acdc(tmp_path_factory):
+    return make_acdc_tree(str(tmp_path_factory.mktemp('data') / 'acdc'), conditions=('fog',))
+
+
+def test_config_is_validated_once_and_method_and_plugins_built_once(tmp_path, acdc,
+                                                                    monkeypatch):
+    checks = []
+    check = engine_config.check_loop_options
+    monkeypatch.setattr(engine_config, 'check_loop_options',
+                        lambda *a, **k: checks.append(1) or check(*a, **k))
+    BUILT.update(method=0, plugin=0)
+    run = load_tta_config(TINY_CONFIG, str(tmp_path / 'w'), tiny_options(acdc, **ONE_DOMAIN, **{
+        'test_cfg.method': dict(type='test-counted-tent'),
+        'custom_hooks': [dict(type='CountedPlugin')]}))
+    run_tta(run)
+    assert len(checks) == 1 and BUILT == {'method': 1, 'plugin': 1}
+    assert run.setup.plugins[0].name == 'counted'
+    with pytest.raises(RuntimeError, match='has run already'):
+        run_tta(run)
+
+
+def _imports() -> dict[str, set[str]]:
+    """Module -> the stag_seg modules it imports (anywhere in the file, TYPE_CHECKING
+    included), with the packages whose ``__init__`` such an import runs (not the root's, and
+    not the importer's own packages)."""
+    modules = {}
+    for folder, _, files in os.walk(PACKAGE):
+        for name in files:
+            if name.endswith('.py'):
+                path = osp.join(folder, name)
+                module = osp.relpath(path, REPO)[:-3].replace(os.sep, '.')
+                modules[module.removesuffix('.__init__')] = path
+    graph = {}
+    for module, path in modules.items():
+        targets = set()
+        for node in ast.walk(ast.parse(open(path).read())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [f'{node.module}.{a.name}' if f'{node.module}.{a.name}' in modules
+                         else node.module for a in node.names]
+            for name in (n for n in names if n.startswith('stag_seg.')):
+                parts = name.split('.')
+                for i in range(2, len(parts) + 1):
+                    target = '.'.join(parts[:i])
+                    inside = (module + '.').startswith(target + '.')
+                    if target in modules and (target == name or not inside):
+                        targets.add(target)
+        targets.discard(module)
+        graph[module] = targets
+    return graph
+
+
+def test_import_graph_has_no_cycle():
+    graph = _imports()
+    state: dict[str, int] = {}
+
+    def visit(module, path):
+        state[module] = 1
+        for target in sorted(graph.get(module, ())):
+            if state.get(target) == 1:
+                cycle = path[path.index(target):] + [target]
+                raise AssertionError(f'import cycle: {" -> ".join(cycle)}')
+            if not state.get(target):
+                visit(target, path + [target])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if not state.get(module):
+            visit(module, [module])
+
+
+def test_import_graph_keeps_its_layers():
+    graph = _imports()
+
+    def under(module, packages):
+        return any(module == p or module.startswith(p + '.') for p in packages)
+
+    bad = []
+    for module, targets in graph.items():
+        for target in targets:
+            if (module != 'stag_seg' and not under(module, TOOLING + COMMANDS)
+                    and under(target, TOOLING)):
+                bad.append(f'core {module} imports tooling {target}')
+            if (under(module, ('stag_seg.methods', 'stag_seg.plugins', 'stag_seg.step'))
+                    and under(target, ('stag_seg.engine',))):
+                bad.append(f'{module} imports the engine ({target})')
+            if (under(module, ('stag_seg.step', 'stag_seg.ops'))
+                    and under(target, ('stag_seg.methods', 'stag_seg.plugins'))):
+                bad.append(f'{module} imports {target} (the step is below them)')
+    assert not bad, bad
+
+
+def _finished(tmp_path, acdc) -> tuple[str, dict[str, bytes]]:
+    work_dir = str(tmp_path / 'w')
+    run_tta(load_tta_config(TINY_CONFIG, work_dir, tiny_options(acdc, **ONE_DOMAIN)))
+    files = {name: open(osp.join(work_dir, name), 'rb').read() for name in os.listdir(work_dir)
+             if osp.isfile(osp.join(work_dir, name))}
+    assert json.loads(files['run.json'])['status'] == 'complete'
+    assert osp.basename(TINY_CONFIG) in files
+    return work_dir, files
+
+
+def _bad_checkpoint(tmp_path) -> str:
+    cfg = load_tta_config(TINY_CONFIG, str(tmp_path / 'unused'), tiny_options('x')).cfg
+    cfg.model.decode_head.num_classes = 10
+    path = str(tmp_path / 'ten_classes.pth')
+    save_checkpoint({'state_dict': MODELS.build(cfg.model).state_dict(), 'meta': {}}, path)
+    return path
+
+
+@pytest.mark.parametrize('failure', ['fp16 on CPU', 'mis-shaped checkpoint', 'missing data',
+                                     'subset larger than the domain'])
+def test_failed_start_leaves_a_finished_run_as_it_was(tmp_path, acdc, failure):
+    if failure == 'fp16 on CPU' and torch.cuda.is_available():
+        pytest.skip('needs a machine without CUDA')
+    work_dir, before = _finished(tmp_path, acdc)
+    options, checkpoint = tiny_options(acdc, **ONE_DOMAIN), None
+    if failure == 'fp16 on CPU':
+        options['test_cfg.amp'] = 'fp16'
+    elif failure == 'mis-shaped checkpoint':
+        options['test_cfg.random_init'] = False
+        checkpoint = _bad_checkpoint(tmp_path)
+    elif failure == 'missing data':
+        options['test_dataloader.dataset.data_root'] = str(tmp_path / 'nowhere')
+    else:
+        options['test_cfg.subset'] = 10 ** 6
+    with pytest.raises((ValueError, FileNotFoundError)):
+        run_tta(load_tta_config(TINY_CONFIG, work_dir, options), checkpoint)
+    for name, content in before.items():
+        assert open(osp.join(work_dir, name), 'rb').read() == content, name
+    assert not osp.exists(osp.join(work_dir, 'previous'))
+
+
+def test_failed_run_says_failed_in_run_json(tmp_path, acdc):
+    work_dir = str(tmp_path / 'w')
+    options = tiny_options(acdc, **ONE_DOMAIN,
+                           custom_hooks=[dict(type='CrashAfterItersHook', iters=2)])
+    with pytest.raises(KeyboardInterrupt):
+        run_tta(load_tta_config(TINY_CONFIG, work_dir, options))
+    info = json.load(open(osp.join(work_dir, 'run.json')))
+    assert info['status'] == 'failed'
+    assert info['error'] == 'KeyboardInterrupt: killed by test'
