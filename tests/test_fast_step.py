@@ -369,3 +369,35 @@ def test_quick_needs_cuda_in_one_line(capsys):
     spec.loader.exec_module(bench)
     with pytest.raises(SystemExit, match='no CUDA device'):
         bench.main(['--quick'])
+
+
+def test_cli_fast_flag_is_the_config_switch():
+    from stag_seg.commands.test_tta import parse_args
+
+    assert parse_args(['cfg.py', '--fast']).cfg_options == {'test_cfg.fast': True}
+    assert parse_args(['cfg.py']).cfg_options is None
+
+
+def test_sweep_spec_packs_runs_with_a_fractional_gpu(tmp_path):
+    """``resources=dict(num_gpus=0.25)`` in a sweep spec reaches Ray's task options as is
+    (four runs share a GPU); a negative share is refused naming the key."""
+    import os.path as osp
+
+    from engine_utils import REPO
+
+    from stag_seg.sweep.backends import make_backend
+    from stag_seg.sweep.spec import SweepSpecError, load_spec
+
+    text = open(osp.join(REPO, 'configs', 'sweeps', 'demo_smoke.py')).read()
+    text = text.replace("_checkpoint = 'checkpoints/", f"_checkpoint = '{REPO}/checkpoints/")
+    text = text.replace("config='configs/", f"config='{REPO}/configs/")
+    packed = tmp_path / 'packed.py'
+    packed.write_text(text.replace('resources = dict(num_cpus=1, num_gpus=0)',
+                                   'resources = dict(num_cpus=2, num_gpus=0.25)'))
+    spec = load_spec(str(packed))
+    assert spec.resources == {'num_cpus': 2, 'num_gpus': 0.25}
+    assert make_backend('ray', spec.resources).resources == {'num_cpus': 2, 'num_gpus': 0.25}
+    bad = tmp_path / 'bad.py'
+    bad.write_text(text.replace('num_gpus=0)', 'num_gpus=-0.5)'))
+    with pytest.raises(SweepSpecError, match='resources.num_gpus'):
+        load_spec(str(bad))

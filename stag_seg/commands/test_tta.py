@@ -56,6 +56,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--amp', choices=('bf16', 'fp16'),
                         help='autocast the forward passes to this precision (losses stay '
                         'float32; fp16 needs CUDA); the same as --cfg-options test_cfg.amp=...')
+    parser.add_argument('--fast', action='store_true',
+                        help='the fast mode (test_cfg.fast=True): on CUDA the whole adaptation '
+                        'step as one CUDA graph, fused attention and bf16 autocast; on CPU '
+                        'fused attention and the fused optimizer only (README "Performance")')
     parser.add_argument('--verbose', action='store_true',
                         help='print the log (config, per-class tables, third-party warnings) '
                         'on the console too, and full tracebacks')
@@ -66,6 +70,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     extra = {}
     if args.amp:
         extra['test_cfg.amp'] = args.amp
+    if args.fast:
+        extra['test_cfg.fast'] = True
     if args.show_dir:
         extra.update({'test_cfg.show_dir': args.show_dir,
                       'test_cfg.show_interval': args.show_interval})
