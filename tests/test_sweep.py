@@ -236,6 +236,23 @@ def test_report_flags_seeds_that_change_nothing(tmp_path):
     assert '| default | tent | 3 | 0.30 ± 0.00 |' in md and 'identical across seeds' in md
 
 
+def test_report_does_not_flag_seeds_that_changed_the_stream(tmp_path):
+    # the seeds changed the adapted results; only the no-update (forgetting) record and so
+    # one metric's std are the same: the note must not claim that the seed changes nothing
+    spec_path = write_spec(tmp_path / 'diff.py', **base_spec(baseline=None, seeds=[0, 1]))
+    out = tmp_path / 'out'
+    for run in load_spec(spec_path).runs:
+        os.makedirs(out / run.name)
+        records = [rec(run.method, 1, 'fog', 30.0 + run.seed),
+                   rec(run.method, 1, 'clean_val', 50.0, adapted=False)]
+        with open(out / run.name / 'results.jsonl', 'w') as f:
+            f.writelines(json.dumps(r) + '\n' for r in records)
+        (out / run.name / DONE_FILE).write_text('{}')
+    assert run_sweep(spec_path, out_dir=str(out), report_only=True, echo=print) == 0
+    md = (out / 'report.md').read_text()
+    assert '50.00 ± 0.00' in md and 'identical across seeds' not in md
+
+
 def test_atomic_write_keeps_old_file_on_error(tmp_path):
     path = tmp_path / 'report.md'
     path.write_text('old')
