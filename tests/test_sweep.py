@@ -325,7 +325,7 @@ def test_serial_sweep_bookkeeping(tmp_path):
 
     # a changed spec under the same run names is refused per run, not silently mixed
     spec2 = write_spec(tmp_path / 'fake.py', **base_spec(seeds=[0, 1, 2, 3],
-                                                         cfg_options={'test_cfg.x': 1}))
+                                                         cfg_options={'lr': 0.5}))
     os.remove(out / 'tent__default__seed0' / DONE_FILE)
     assert run_sweep(spec2, resume=True, **kw) == 1
     assert 'holds a run with other settings' in '\n'.join(lines)
@@ -421,6 +421,17 @@ def test_ray_sweep_killed_mid_sweep_then_rerun_launches_only_missing_runs(tmp_pa
         assert 'resume=True' in headers[-1]
     cells = [r for r in read_csv(out / 'report.csv') if r['metric'] == 'mean_miou']
     assert len(cells) == 4 + 2 and all(int(r['n']) == 2 for r in cells)
+
+
+def test_a_bad_config_option_stops_the_sweep_before_any_launch(tmp_path):
+    # method.type='tentt' used to launch every run, each failing in its own log
+    spec_path = write_spec(tmp_path / 'typo.py', **base_spec(
+        options=dict(method='test_cfg.method.type'), cfg_options=dict(method='tentt')))
+    with pytest.raises(SweepError, match=r"^4 of 4 runs have an invalid config, nothing "
+                       r"launched; first: tent__default__seed0: test_cfg.method: unknown "
+                       r"method 'tentt'"):
+        run_sweep(spec_path, out_dir=str(tmp_path / 'out'), backend='serial', echo=print)
+    assert not osp.exists(tmp_path / 'out')
 
 
 def test_a_method_can_carry_its_own_cfg_options(tmp_path):

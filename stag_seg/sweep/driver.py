@@ -48,6 +48,42 @@ def payload(run: Run, out_dir: str, spec: SweepSpec, tool: str = TEST_TTA) -> di
             'env': env, 'lock_timeout': 120.0}
 
 
+def _cli_options(tail: list[str]) -> dict:
+    """``--cfg-options ...`` argv as ``tools/test_tta.py`` parses it."""
+    import argparse
+
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return parser.parse_args(tail).cfg_options or {}
+
+
+def validate_runs(runs: list[Run], out_dir: str, spec: SweepSpec) -> None:
+    """Check every run's config with its options as ``tools/test_tta.py`` would before it
+    starts (the engine's ``load_tta_config``); raise SweepError naming the count and the first
+    bad run. Runs that differ only in their seed are checked once."""
+    from stag_seg.engine.launch import load_tta_config
+
+    bad: list[tuple[str, str]] = []
+    checked: dict[tuple, str | None] = {}
+    for run in runs:
+        p = payload(run, out_dir, spec)
+        options = _cli_options(p['tail'])
+        key = (run.config, run.checkpoint,
+               tuple(sorted((k, repr(v)) for k, v in options.items() if k != 'randomness.seed')))
+        if key not in checked:
+            try:
+                load_tta_config(run.config, p['work_dir'], options, checkpoint=run.checkpoint)
+                checked[key] = None
+            except Exception as e:       # anything test_tta.py would stop on
+                checked[key] = str(e) or type(e).__name__
+        if checked[key] is not None:
+            bad.append((run.name, checked[key]))
+    if bad:
+        raise SweepError(f'{len(bad)} of {len(runs)} runs have an invalid config, nothing '
+                         f'launched; first: {bad[0][0]}: {bad[0][1]}')
+
+
 def _scores(work_dir: str) -> RunScores:
     return run_scores(load_records(work_dir))
 
@@ -123,6 +159,7 @@ def run_sweep(spec_path: str,
         if states[run.name] == 'done':
             score(run.name)
     if todo and not report_only:
+        validate_runs(todo, out_dir, spec)
         os.makedirs(out_dir, exist_ok=True)
         with open(spec.path, encoding='utf-8') as f:
             write_text_atomic(osp.join(out_dir, SPEC_COPY), f.read())
