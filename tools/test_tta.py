@@ -1,7 +1,8 @@
 """Run continual test-time adaptation over a config's stream and write per-domain reports.
 
     python tools/test_tta.py CONFIG [CHECKPOINT] [--work-dir DIR] [--out DIR] [--resume]
-                             [--random-init] [--amp bf16|fp16] [--verbose]
+                             [--random-init] [--trust-checkpoint] [--amp bf16|fp16]
+                             [--verbose]
                              [--cfg-options KEY=VALUE ...]
 
 The stream, the method, the optimizer and the plug-ins come from CONFIG (see the README,
@@ -30,6 +31,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--resume', action='store_true',
                         help="continue an interrupted stream from the work dir's tta_state.pth "
                         '(the config must be the same; a finished run is left as it is)')
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='the checkpoint is not plain weights (torch.load weights_only=True '
+                        'refuses it) but you trust it: unpickle it fully, which can run code')
     parser.add_argument('--random-init', action='store_true',
                         help='run without a checkpoint, from random initialisation (for '
                         'smoke tests; run.json records it)')

@@ -35,6 +35,9 @@ def run_cli(args: argparse.Namespace) -> int:
     try:
         cfg = load_tta_config(args.config, args.work_dir, args.cfg_options, args.resume,
                               args.out, args.checkpoint, args.random_init or None)
+        if getattr(args, 'trust_checkpoint', False) and cfg.test_cfg.get('checkpoint'):
+            from stag_seg.compat.checkpoint import trust_checkpoint
+            trust_checkpoint(cfg.test_cfg.checkpoint)
         run_tta(cfg, verbose=args.verbose)
     except Exception as e:                  # one line; --verbose for the traceback
         if args.verbose:
