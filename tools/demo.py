@@ -11,17 +11,23 @@ condition, prints the per-domain x round tables and the comparison, and writes e
 reports, the comparison plot and a qualitative figure under --work-dir.
 """
 import argparse
+import sys
 import warnings
 
 from mmengine.config import DictAction
 
 warnings.filterwarnings('ignore', category=UserWarning, module=r'(mmseg|mmengine|mmcv)\.')
 import stag_seg  # noqa: E402,F401  (compat patches and registration)
-from stag_seg.demo.launch import DEFAULT_METHODS, DEMO_CONFIGS, DEMO_ROUNDS  # noqa: E402
+from stag_seg.demo.launch import (  # noqa: E402
+    DEFAULT_METHODS,
+    DEMO_CONFIGS,
+    DEMO_ROUNDS,
+    check_demo_options,
+)
 from stag_seg.demo.run import run_demo  # noqa: E402
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--rounds', type=int, default=DEMO_ROUNDS,
@@ -42,14 +48,21 @@ def parse_args() -> argparse.Namespace:
                         help='config overrides for every method, e.g. test_cfg.optimizer.lr=1e-3;'
                         ' custom_hooks.* ones (the STAG plug-in, e.g. custom_hooks.0.loss_weight'
                         '=1) go to the +stag methods only')
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
-def main() -> None:
-    args = parse_args()
-    run_demo(args.data_root, args.work_dir, rounds=args.rounds,
-             images_per_condition=args.images, methods=args.methods,
-             cfg_options=args.cfg_options)
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    for flag, value in (('--rounds', args.rounds), ('--images', args.images)):
+        if value < 1:
+            sys.exit(f'demo: {flag}: expected a number >= 1, got {value}')
+    try:
+        check_demo_options(args.methods, args.cfg_options)
+        run_demo(args.data_root, args.work_dir, rounds=args.rounds,
+                 images_per_condition=args.images, methods=args.methods,
+                 cfg_options=args.cfg_options)
+    except (ValueError, OSError) as e:       # they name the file or flag
+        sys.exit(f'demo: {e}')
 
 
 if __name__ == '__main__':
