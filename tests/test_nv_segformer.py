@@ -293,6 +293,7 @@ def test_cli_converts_nvlabs_and_logits_match_the_nvlabs_reference(
         capture_output=True, text=True, env={**os.environ, 'PYTHONPATH': REPO})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'nvlabs' in proc.stdout and not list((tmp_path / 'out').glob('*.tmp*'))
+    assert proc.stderr == ''                   # no third-party warnings on a conversion
 
     model, checkpoint = _loaded_model(small_config, dst)
     meta = checkpoint['meta']

@@ -28,12 +28,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+    from stag_seg.engine.cli import quiet_warnings
     from stag_seg.models.segformer_convert import (
         DEFAULT_CONFIG,
         ConversionError,
         convert_checkpoint,
     )
 
+    quiet_warnings()                  # mmseg's deprecation notes on building the model
     try:
         meta = convert_checkpoint(args.src, args.dst, args.config or DEFAULT_CONFIG,
                                   trust=args.trust_checkpoint)
