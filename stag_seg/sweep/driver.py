@@ -26,6 +26,11 @@ class SweepError(RuntimeError):
     """A sweep that cannot start (the message says why and what to do)."""
 
 
+class SweepInterrupted(SweepError):
+    """A sweep stopped by SIGINT / SIGTERM; finished runs are kept (the message says how to go
+    on)."""
+
+
 def default_out_dir(spec: SweepSpec) -> str:
     return osp.join('work_dirs', 'sweeps', spec.name)
 
@@ -108,6 +113,23 @@ def _failure(result: dict) -> str:
     return f'failed ({why}); log: {result["log"]}'
 
 
+def _progress(result: dict, count: int, spec: SweepSpec, scores: dict, problems: dict,
+              score: Callable[[str], None], echo: Callable[[str], None]) -> int:
+    """Record and print one finished (or failed) run; returns the new count of finished."""
+    name = result['name']
+    if result['status'] == 'failed':
+        problems[name] = _failure(result)
+        echo(f'[{count}/{len(spec.runs)}] FAILED {name}: {problems[name]}')
+        return count
+    count += 1
+    score(name)
+    how = ' (resumed)' if result.get('resumed') else ''
+    took = f' in {result["seconds"]} s' if 'seconds' in result else ''
+    echo(f'[{count}/{len(spec.runs)}] {result["status"]} {name}{how}{took}')
+    echo(progress_table(spec.runs, scores))
+    return count
+
+
 def run_sweep(spec_path: str,
               out_dir: str | None = None,
               backend: str = 'ray',
@@ -168,18 +190,18 @@ def run_sweep(spec_path: str,
         except (ImportError, ValueError) as e:
             raise SweepError(str(e)) from e
         count = counts['done']
-        for result in runner.run([payload(r, out_dir, spec, tool) for r in todo]):
-            name = result['name']
-            if result['status'] == 'failed':
-                problems[name] = _failure(result)
-                echo(f'[{count}/{len(spec.runs)}] FAILED {name}: {problems[name]}')
-                continue
-            count += 1
-            score(name)
-            how = ' (resumed)' if result.get('resumed') else ''
-            took = f' in {result["seconds"]} s' if 'seconds' in result else ''
-            echo(f'[{count}/{len(spec.runs)}] {result["status"]} {name}{how}{took}')
-            echo(progress_table(spec.runs, scores))
+        results = runner.run([payload(r, out_dir, spec, tool) for r in todo])
+        try:
+            for result in results:
+                count = _progress(result, count, spec, scores, problems, score, echo)
+        except KeyboardInterrupt:
+            results.close()                      # the backend stops its runs and Ray
+            finished = sum(run_state(d) == 'done' for d in dirs.values())
+            raise SweepInterrupted(
+                f'interrupted: {finished} of {len(spec.runs)} runs finished, kept in {out_dir};'
+                f' continue with: tools/sweep.py {spec_path} --out {out_dir} --resume'
+            ) from None
+
 
     unfinished = {r.name: problems.get(r.name, 'not run') for r in spec.runs
                   if r.name not in scores}
