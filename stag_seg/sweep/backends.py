@@ -20,6 +20,9 @@ from stag_seg.sweep import files, reaper, worker
 #: Ray's switch for a single-machine instance: with it off, every Ray process of a local
 #: instance binds to 127.0.0.1 (its node address) instead of all interfaces
 LOCAL_ONLY_ENV = 'RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER'
+#: times Ray reruns a run whose worker or node died (never for a run that failed by itself:
+#: ``execute_run`` returns failures); the rerun resumes it from its state file
+NODE_RETRIES = 3
 #: Ray's notice that a new local instance uses token authentication (it does; noise)
 TOKEN_NOTICE = 'Token authentication is enabled'
 
@@ -49,7 +52,8 @@ class RayBackend:
     shut down after it, also on SIGINT / SIGTERM (raised here as KeyboardInterrupt) and, by a
     watcher process (:mod:`~stag_seg.sweep.reaper`), when the driver is killed. With an
     ``address`` the sweep joins that cluster (whose nodes must see the same paths), as the
-    cluster was started.
+    cluster was started. A run whose node (or worker) dies is rerun by Ray on a live node,
+    where it resumes (``NODE_RETRIES``).
     """
 
     def __init__(self, resources: dict, address: str | None = None,
@@ -106,7 +110,8 @@ class RayBackend:
         main = threading.current_thread() is threading.main_thread()
         old_term = signal.signal(signal.SIGTERM, _raise_interrupt) if main else None
         try:
-            task = ray.remote(max_retries=0, **self.resources)(worker.execute_run)
+            task = ray.remote(max_retries=NODE_RETRIES, retry_exceptions=False,
+                              **self.resources)(worker.execute_run)
             pending = {task.remote(p): p for p in payloads}
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
