@@ -147,3 +147,26 @@ def test_cityscapes_fixture_loads(tmp_path):
         'lindau_000000_000019_leftImg8bit.png', 'lindau_000000_000020_leftImg8bit.png']
     assert all(seg.endswith('_gtFine_labelTrainIds.png') and osp.isfile(seg)
                for _, seg in pairs)
+
+
+def test_images_of_another_type_are_reported_with_count_and_first(acdc_root, tmp_path,
+                                                                   monkeypatch):
+    import stag_seg.datasets.acdc as acdc_module
+
+    root = _copy(acdc_root, tmp_path)
+    folder = osp.join(root, 'rgb_anon', 'fog', 'train')
+    first = sorted(glob.glob(osp.join(folder, '*', '*_rgb_anon.png')))[0]
+    jpgs = [first.replace('.png', '.jpg'), first.replace('_rgb_anon.png', '_b_rgb_anon.JPEG')]
+    for jpg in jpgs:
+        shutil.copy(first, jpg)
+    logged = []
+    monkeypatch.setattr(acdc_module, 'print_log', lambda msg, **kw: logged.append(msg))
+    ds = ACDCDataset('fog', data_root=root)
+    assert len(ds) == 4
+    assert len(logged) == 1 and '\n' not in logged[0]
+    assert logged[0].startswith(f'ACDCDataset: 2 image(s) under {folder} are not '
+                                f'*_rgb_anon.png and are left out of the stream (first: '
+                                f'{min(jpgs)})')
+    logged.clear()
+    ACDCDataset('night', data_root=root)
+    assert logged == []

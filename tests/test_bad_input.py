@@ -11,6 +11,7 @@ from engine_utils import TINY_CONFIG, build_runner, tiny_options
 from fixture_data import make_acdc_tree
 from mmengine.runner import save_checkpoint
 
+from stag_seg.compat.checkpoint import trust_checkpoint
 from stag_seg.engine.launch import load_tta_config, run_tta
 from stag_seg.reports import load_records
 
@@ -125,9 +126,83 @@ def test_matching_checkpoint_is_loaded(tmp_path, acdc):
     checkpoint = str(tmp_path / 'source.pth')
     save_checkpoint({'state_dict': model.state_dict(), 'meta': {'arr': np.arange(3)}},
                     checkpoint)
+    trust_checkpoint(checkpoint)      # numpy in its meta: not plain weights (--trust-checkpoint)
     run_tta(run, checkpoint)
     state = torch.load(tmp_path / 'w' / 'tta_state.pth', weights_only=True)['adapter']['model']
     for key, value in model.state_dict().items():
         assert torch.equal(state[key], value), key
     with pytest.raises(FileNotFoundError, match='missing.pth'):
         run_tta(run, str(tmp_path / 'missing.pth'))
+
+
+def test_test_tta_refuses_a_pickle_payload_unless_trusted(tmp_path, acdc, capsys):
+    import importlib.util
+
+    from test_compat import save_payload
+
+    spec = importlib.util.spec_from_file_location(
+        'test_tta_tool', osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools',
+                                  'test_tta.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    marker = tmp_path / 'payload_ran'
+    checkpoint = save_payload(tmp_path / 'evil.pth', marker)
+    from stag_seg.sweep.cli_options import flatten, to_cli
+    options = to_cli(flatten(tiny_options(acdc, **{'test_cfg.random_init': False})))
+    argv = [TINY_CONFIG, checkpoint, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+            *options]
+    with pytest.raises(SystemExit) as code:
+        tool.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code.value.code == 1 and not marker.exists()
+    assert err == (f'test_tta: error: {checkpoint}: refused: not plain weights (unsupported '
+                   'global io.open), and unpickling it could run code; if you trust this '
+                   'file, pass --trust-checkpoint')
+    with pytest.raises(SystemExit) as code:       # vouched for: unpickled (and runs)
+        tool.main([*argv[:2], '--trust-checkpoint', *argv[2:]])
+    assert code.value.code == 1 and marker.exists()
+
+
+def _tool(name: str):
+    import importlib.util
+    path = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools', f'{name}.py')
+    spec = importlib.util.spec_from_file_location(f'{name}_tool', path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+@pytest.mark.parametrize('argv,expected', [
+    (['--images', '0'], 'demo: --images: expected a number >= 1, got 0'),
+    (['--images', '-3'], 'demo: --images: expected a number >= 1, got -3'),
+    (['--rounds', '0'], 'demo: --rounds: expected a number >= 1, got 0'),
+    (['--cfg-options', 'test_cfg.optimzer.lr=1e-3'],
+     "demo: --cfg-options: test_cfg: unknown option(s) ['optimzer']; valid options: "),
+    (['--cfg-options', 'custom_hooks.0.loss_wieght=1'],
+     "demo: --cfg-options: custom_hooks.0 (STAGHook): unknown option(s) ['loss_wieght']"),
+    (['--cfg-options', 'tets_cfg.num_rounds=1'],
+     "demo: --cfg-options: tets_cfg.num_rounds: no config has a key 'tets_cfg'"),
+])
+def test_demo_flags_are_checked_before_any_work(argv, expected, tmp_path):
+    data = tmp_path / 'data'
+    with pytest.raises(SystemExit) as info:
+        _tool('demo').main([*argv, '--data-root', str(data), '--work-dir', str(tmp_path / 'w')])
+    message = str(info.value.code)
+    assert message.startswith(expected) and '\n' not in message
+    assert not data.exists()                                  # nothing rendered
+
+
+@pytest.mark.parametrize('argv,expected', [
+    (['--steps', '0'], 'benchmark: --steps: expected a number >= 1, got 0'),
+    (['--methods', 'tentt'], "benchmark: --methods: unknown method(s) ['tentt']; registered: "),
+    (['--later-methods', 'tentt'], "benchmark: --later-methods: unknown method(s) ['tentt']"),
+    (['--device', 'cuda'], 'benchmark: --device cuda: CUDA is not available on this machine'),
+])
+def test_benchmark_flags_are_checked_before_any_work(argv, expected, monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    out = tmp_path / 'benchmark.json'
+    with pytest.raises(SystemExit) as info:
+        _tool('benchmark').main([*argv, '--out', str(out)])
+    message = str(info.value.code)
+    assert message.startswith(expected) and '\n' not in message
+    assert not out.exists()

@@ -163,23 +163,80 @@ def test_load_segmentor_checkpoint_with_runner_meta(runner_checkpoint: tuple,
     target = _tiny_segformer()
     assert not torch.equal(target.decode_head.conv_seg.weight, source.decode_head.conv_seg.weight)
 
+    ckpt_compat.trust_checkpoint(str(path))          # what --trust-checkpoint does
     checkpoint = ckpt_compat.load_segmentor_checkpoint(target, str(path))
     _assert_same_state(source, target)
     np.testing.assert_array_equal(checkpoint['meta']['hist'], np.arange(4))
     assert checkpoint['meta']['cfg'].model.type == 'EncoderDecoder'
     assert len(warnings_logged) == 1
     msg, kwargs = warnings_logged[0]
-    assert 'weights_only=False' in msg and kwargs['level'] == logging.WARNING
+    assert '--trust-checkpoint' in msg and kwargs['level'] == logging.WARNING
 
 
-def test_mmengine_load_checkpoint_uses_fallback(runner_checkpoint: tuple) -> None:
+def test_mmengine_load_checkpoint_uses_fallback_only_when_trusted(runner_checkpoint: tuple
+                                                                  ) -> None:
     from mmengine.runner import load_checkpoint
 
     source, path = runner_checkpoint
     torch.manual_seed(2)
     target = _tiny_segformer()
+    with pytest.raises(ckpt_compat.UntrustedCheckpointError, match='--trust-checkpoint'):
+        load_checkpoint(target, str(path), map_location='cpu')
+    ckpt_compat.trust_checkpoint(str(path))
     load_checkpoint(target, str(path), map_location='cpu')
     _assert_same_state(source, target)
+
+
+class _Payload:
+    """Unpickling this creates ``marker``: code a checkpoint file can carry."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, 'w'))
+
+
+def save_payload(path: Path, marker: Path) -> str:
+    torch.save({'state_dict': {'w': torch.zeros(1)}, 'meta': _Payload(marker)}, path)
+    return str(path)
+
+
+def test_a_pickle_payload_is_refused_and_never_runs(tmp_path: Path) -> None:
+    from mmengine.runner import CheckpointLoader
+
+    marker = tmp_path / 'payload_ran'
+    path = save_payload(tmp_path / 'evil.pth', marker)
+    for load in (lambda: ckpt_compat.load_segmentor_checkpoint(_tiny_segformer(), path),
+                 lambda: CheckpointLoader.load_checkpoint(path, map_location='cpu'),
+                 lambda: ckpt_compat.load_from_local(path)):
+        with pytest.raises(ckpt_compat.UntrustedCheckpointError) as info:
+            load()
+        message = str(info.value)
+        assert '\n' not in message and message.startswith(f'{path}: refused: not plain weights')
+        assert '(unsupported global io.open)' in message
+        assert message.endswith('pass --trust-checkpoint')
+        assert not marker.exists()
+    # another file vouched for changes nothing for this one
+    ckpt_compat.trust_checkpoint(str(tmp_path / 'other.pth'))
+    with pytest.raises(ckpt_compat.UntrustedCheckpointError):
+        ckpt_compat.load_from_local(path)
+    assert not marker.exists()
+
+
+def test_a_text_file_is_not_a_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / 'notes.pth'
+    path.write_text('these are not weights\n')
+    with pytest.raises(ValueError, match=f'^{path}: not a PyTorch checkpoint'):
+        ckpt_compat.load_from_local(str(path))
+    with pytest.raises(FileNotFoundError, match='is a directory'):
+        ckpt_compat.load_from_local(str(tmp_path))
+
+
+def test_the_shipped_checkpoint_is_plain_weights() -> None:
+    checkpoint = torch.load(REPO / 'checkpoints' / 'segformer_mini_minicity.pth',
+                            map_location='cpu', weights_only=True)
+    assert any(isinstance(v, torch.Tensor) for v in checkpoint['state_dict'].values())
 
 
 def test_plain_state_dict_loads_without_warning(tmp_path: Path, warnings_logged: list) -> None:
@@ -206,6 +263,9 @@ def test_http_checkpoint(runner_checkpoint: tuple, tmp_path: Path,
     thread.start()
     try:
         url = f'http://127.0.0.1:{server.server_port}/{path.name}'
+        with pytest.raises(ckpt_compat.UntrustedCheckpointError, match=url):
+            CheckpointLoader.load_checkpoint(url, map_location='cpu')
+        ckpt_compat.trust_checkpoint(url)
         checkpoint = CheckpointLoader.load_checkpoint(url, map_location='cpu')
     finally:
         server.shutdown()
@@ -216,6 +276,7 @@ def test_http_checkpoint(runner_checkpoint: tuple, tmp_path: Path,
 
 def test_class_count_mismatch_raises(runner_checkpoint: tuple) -> None:
     _, path = runner_checkpoint
+    ckpt_compat.trust_checkpoint(str(path))
     target = _tiny_segformer(num_classes=7)
     before = target.backbone.layers[0][0].projection.weight.clone()
     with pytest.raises(ValueError, match='conv_seg') as info:

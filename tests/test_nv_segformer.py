@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 from collections import OrderedDict
@@ -292,6 +293,7 @@ def test_cli_converts_nvlabs_and_logits_match_the_nvlabs_reference(
         capture_output=True, text=True, env={**os.environ, 'PYTHONPATH': REPO})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'nvlabs' in proc.stdout and not list((tmp_path / 'out').glob('*.tmp*'))
+    assert proc.stderr == ''                   # no third-party warnings on a conversion
 
     model, checkpoint = _loaded_model(small_config, dst)
     meta = checkpoint['meta']
@@ -426,3 +428,36 @@ def test_cli_reports_a_bad_file_in_one_line(tmp_path):
     with pytest.raises(SystemExit, match='not found: .*missing.pth'):
         tool.main([str(tmp_path / 'missing.pth'), str(tmp_path / 'out.pth')])
     assert not (tmp_path / 'out.pth').exists()
+
+
+def test_cli_reports_bad_inputs_and_outputs_in_one_line(tmp_path):
+    import importlib.util
+
+    from test_compat import save_payload
+    spec = importlib.util.spec_from_file_location(
+        'convert_tool', osp.join(REPO, 'tools', 'convert_segformer_checkpoint.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    good = _save({'state_dict': {'encoder.weight': torch.zeros(2)}}, tmp_path / 'other.pth')
+    text = tmp_path / 'notes.pth'
+    text.write_text('not a checkpoint\n')
+    marker = tmp_path / 'payload_ran'
+    evil = save_payload(tmp_path / 'evil.pth', marker)
+    readonly = tmp_path / 'readonly'
+    readonly.mkdir()
+    readonly.chmod(0o555)
+    if os.access(readonly, os.W_OK):     # root writes anywhere: a folder nobody can write to
+        readonly = '/proc'
+    out = str(tmp_path / 'out.pth')
+    cases = [([str(text), out], rf'{text}: not a PyTorch checkpoint \(torch.load: Unsupported'),
+             ([str(tmp_path), out], rf'{tmp_path} is a directory, not a checkpoint file'),
+             ([good, str(tmp_path)], rf'{tmp_path} is a directory; give the converted'),
+             ([good, f'{readonly}/out.pth'], rf'{readonly}/out.pth: cannot write to {readonly}'),
+             ([evil, out], rf'{evil}: refused: not plain weights .*pass --trust-checkpoint$')]
+    for argv, expected in cases:
+        with pytest.raises(SystemExit) as info:
+            tool.main(argv)
+        message = str(info.value.code)
+        assert '\n' not in message, message
+        assert re.match(f'convert_segformer_checkpoint: {expected}', message), message
+    assert not marker.exists() and not osp.exists(out)

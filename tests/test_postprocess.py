@@ -1,6 +1,7 @@
 """The stream's post-processing gives exactly mmseg's predictions (and so its mIoU)."""
 import copy
 
+import numpy as np
 import pytest
 import torch
 from mmengine.structures import PixelData
@@ -83,3 +84,20 @@ def test_1080p_predictions_and_miou_equal_mmseg_postprocess(meta, align_corners)
         metric.process(None, [sample])
         metrics.append(metric.compute_metrics(metric.results))
     assert metrics[0]['mIoU'] == metrics[1]['mIoU']
+
+
+def test_a_domain_without_valid_labels_scores_nan_without_numpy_noise():
+    import warnings
+
+    metric = StreamIoUMetric()
+    metric.dataset_meta = dict(classes=[str(k) for k in range(19)])
+    sample = SegDataSample()
+    sample.pred_sem_seg = PixelData(data=torch.zeros(1, 4, 4, dtype=torch.long))
+    sample.gt_sem_seg = PixelData(data=torch.full((1, 4, 4), 255))     # all ignored
+    sample.set_metainfo(dict(img_path='x.png'))
+    metric.process(None, [sample])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        metrics = metric.compute_metrics(metric.results)
+    assert [str(w.message) for w in caught if 'empty slice' in str(w.message)] == []
+    assert np.isnan(metrics['mIoU'])

@@ -191,8 +191,32 @@ def test_compare_runs_cli(tmp_path):
                          cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0].split()[:3] == ['method', 'fog', 'night']
-    assert lines[1].split()[:6] == ['tent', '52.00', '32.00', '44.00', '54.00', '69.00']
-    assert lines[2].split()[:5] == ['stag', '61.00', '42.00', '51.50', '53.00']
+    assert lines[0].split()[:5] == ['method', 'rounds', 'images', 'fog', 'night']
+    assert lines[1].split()[:8] == ['tent', '3', '8', '52.00', '32.00', '44.00', '54.00',
+                                    '69.00']
+    assert lines[2].split()[:7] == ['stag', '2', '8', '61.00', '42.00', '51.50', '53.00']
     assert 'tent: round 3 has 1 of 2 domains' in lines[3]     # TENT's round 3 is partial
+    assert out.stderr.strip() == ('compare_runs: warning: the runs differ in rounds (tent 3, '
+                                  'stag 2): their means cover different streams')
     assert is_png(osp.join(tent, 'compare_miou.png'))       # next to the first run
+
+
+def test_compare_runs_warns_about_other_images_and_domains(tmp_path):
+    from stag_seg.reports import shape_mismatches
+    fewer = [{**r, 'num_images': 2} for r in STAG]
+    other = [{**r, 'domain': 'rain' if r['domain'] == 'night' else r['domain']} for r in STAG]
+    assert shape_mismatches({'stag': STAG, 'b': fewer}) == [
+        'the runs differ in images (stag 8, b 4): their means cover different streams']
+    assert shape_mismatches({'stag': STAG, 'c': other}) == [
+        'the runs differ in domains (stag fog/night, c fog/rain): their means cover different '
+        'streams']
+    assert shape_mismatches({'stag': STAG, 'd': list(STAG)}) == []
+
+
+def test_the_comparison_legend_is_off_the_data(tmp_path):
+    fig = plot_miou({'tent': TENT, 'stag': STAG}, str(tmp_path / 'c.png'))
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert legend.x0 >= ax.get_window_extent(renderer).x1        # right of the axes
+    assert is_png(str(tmp_path / 'c.png'))

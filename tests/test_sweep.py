@@ -236,6 +236,23 @@ def test_report_flags_seeds_that_change_nothing(tmp_path):
     assert '| default | tent | 3 | 0.30 ± 0.00 |' in md and 'identical across seeds' in md
 
 
+def test_report_does_not_flag_seeds_that_changed_the_stream(tmp_path):
+    # the seeds changed the adapted results; only the no-update (forgetting) record and so
+    # one metric's std are the same: the note must not claim that the seed changes nothing
+    spec_path = write_spec(tmp_path / 'diff.py', **base_spec(baseline=None, seeds=[0, 1]))
+    out = tmp_path / 'out'
+    for run in load_spec(spec_path).runs:
+        os.makedirs(out / run.name)
+        records = [rec(run.method, 1, 'fog', 30.0 + run.seed),
+                   rec(run.method, 1, 'clean_val', 50.0, adapted=False)]
+        with open(out / run.name / 'results.jsonl', 'w') as f:
+            f.writelines(json.dumps(r) + '\n' for r in records)
+        (out / run.name / DONE_FILE).write_text('{}')
+    assert run_sweep(spec_path, out_dir=str(out), report_only=True, echo=print) == 0
+    md = (out / 'report.md').read_text()
+    assert '50.00 ± 0.00' in md and 'identical across seeds' not in md
+
+
 def test_atomic_write_keeps_old_file_on_error(tmp_path):
     path = tmp_path / 'report.md'
     path.write_text('old')
@@ -308,7 +325,7 @@ def test_serial_sweep_bookkeeping(tmp_path):
 
     # a changed spec under the same run names is refused per run, not silently mixed
     spec2 = write_spec(tmp_path / 'fake.py', **base_spec(seeds=[0, 1, 2, 3],
-                                                         cfg_options={'test_cfg.x': 1}))
+                                                         cfg_options={'lr': 0.5}))
     os.remove(out / 'tent__default__seed0' / DONE_FILE)
     assert run_sweep(spec2, resume=True, **kw) == 1
     assert 'holds a run with other settings' in '\n'.join(lines)
@@ -406,6 +423,17 @@ def test_ray_sweep_killed_mid_sweep_then_rerun_launches_only_missing_runs(tmp_pa
     assert len(cells) == 4 + 2 and all(int(r['n']) == 2 for r in cells)
 
 
+def test_a_bad_config_option_stops_the_sweep_before_any_launch(tmp_path):
+    # method.type='tentt' used to launch every run, each failing in its own log
+    spec_path = write_spec(tmp_path / 'typo.py', **base_spec(
+        options=dict(method='test_cfg.method.type'), cfg_options=dict(method='tentt')))
+    with pytest.raises(SweepError, match=r"^4 of 4 runs have an invalid config, nothing "
+                       r"launched; first: tent__default__seed0: test_cfg.method: unknown "
+                       r"method 'tentt'"):
+        run_sweep(spec_path, out_dir=str(tmp_path / 'out'), backend='serial', echo=print)
+    assert not osp.exists(tmp_path / 'out')
+
+
 def test_a_method_can_carry_its_own_cfg_options(tmp_path):
     spec = tmp_path / 'variants.py'
     config = osp.join(REPO, 'configs', 'demo', 'segformer_mini_demo-acdc_tent-stag.py')
@@ -438,3 +466,120 @@ def test_a_method_can_name_its_own_baseline(tmp_path):
     bad.write_text(f"methods = dict(a=dict(config={config!r}, baseline='zzz'))\nseeds = [0]\n")
     with pytest.raises(SweepSpecError, match=r"methods\.a\.baseline"):
         load_spec(str(bad))
+
+
+# ---------------------------------------------------------------- local Ray: sockets, teardown
+BLOCKING_CLI = '''
+import json, os, sys, time
+args = sys.argv[1:]
+work_dir = args[args.index('--work-dir') + 1]
+opts = dict(a.split('=', 1) for a in args[args.index('--cfg-options') + 1:])
+seed = int(opts['randomness.seed'])
+open(os.path.join(work_dir, 'started'), 'w').close()
+if seed == 1:
+    time.sleep(600)                   # in flight until the sweep is stopped
+with open(os.path.join(work_dir, 'results.jsonl'), 'a') as f:
+    f.write(json.dumps({'method': 'm', 'round': 1, 'domain': 'fog', 'num_images': 1,
+                        'mIoU': 1.0, 'mAcc': 0, 'aAcc': 0, 'IoU': {},
+                        'skipped_updates': 0}) + '\\n')
+'''
+# tools/sweep.py with the stand-in CLI above as the run command
+DRIVER = '''
+import functools, os.path, runpy, sys
+import stag_seg.sweep as sweep
+sweep.run_sweep = functools.partial(sweep.run_sweep, tool=sys.argv.pop(1))
+sys.argv[0] = {tool!r}
+sys.path.insert(0, os.path.dirname({tool!r}))   # as `python tools/sweep.py` (its _common)
+runpy.run_path({tool!r}, run_name='__main__')
+'''
+
+
+def _alive(procs) -> list[str]:
+    import psutil
+    alive = []
+    for p in procs:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(f'{p.pid} {p.name()}')
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def _wait_gone(procs, timeout=60.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while _alive(procs) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return _alive(procs)
+
+
+def test_local_ray_sweep_listens_on_loopback_only_and_dies_with_its_driver(tmp_path):
+    """A local sweep's Ray processes bind 127.0.0.1 only; a driver killed with SIGKILL takes
+    them along (agents included); Ctrl-C is one line, exit 130, finished runs kept."""
+    pytest.importorskip('ray')
+    if sys.platform != 'linux':
+        pytest.skip('the watcher of a killed driver reads /proc')
+    import ipaddress
+
+    import psutil  # Ray ships it
+
+    tool = tmp_path / 'blocking_cli.py'
+    tool.write_text(BLOCKING_CLI)
+    driver = tmp_path / 'driver.py'
+    driver.write_text(DRIVER.format(tool=osp.join(REPO, 'tools', 'sweep.py')))
+    spec_path = write_spec(tmp_path / 'local.py', **base_spec())     # 2 methods x seeds 0, 1
+    out = tmp_path / 'out'
+    cmd = [sys.executable, str(driver), str(tool), spec_path, '--out', str(out), '--num-cpus',
+           '2']
+    env = {**os.environ, 'PYTHONPATH': REPO, 'OMP_NUM_THREADS': '1'}
+    env.pop('RAY_ADDRESS', None)
+    blocked = [out / f'{m}__default__seed1' for m in ('tent', 'stag')]
+
+    def start(extra, name):
+        for d in blocked:
+            if osp.exists(d / 'started'):
+                os.remove(d / 'started')
+        stderr = open(tmp_path / f'{name}.err', 'w')
+        proc = subprocess.Popen(cmd + extra, stdout=subprocess.DEVNULL, stderr=stderr, env=env,
+                                start_new_session=True)
+        stderr.close()
+        deadline = time.monotonic() + 240
+        while not all(osp.exists(d / 'started') for d in blocked):
+            assert proc.poll() is None and time.monotonic() < deadline, \
+                (tmp_path / f'{name}.err').read_text()[-3000:]
+            time.sleep(0.2)
+        return proc, psutil.Process(proc.pid).children(recursive=True)
+
+    # a local sweep: every listening socket of its processes is on the loopback interface
+    proc, procs = start([], 'killed')
+    listening = []
+    for p in procs:
+        try:
+            listening += [(p.name(), c.laddr.ip, c.laddr.port)
+                          for c in p.net_connections('inet') if c.status == psutil.CONN_LISTEN]
+        except psutil.NoSuchProcess:
+            pass
+    assert listening, [p.name() for p in procs]
+
+    def loopback(ip):
+        addr = ipaddress.ip_address(ip)
+        return (getattr(addr, 'ipv4_mapped', None) or addr).is_loopback
+    assert [s for s in listening if not loopback(s[1])] == []
+
+    # SIGKILL of the driver: no Python runs, the watcher stops Ray (agents, workers, runs)
+    assert any('Agent' in p.name() for p in procs)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert _wait_gone(procs) == []
+
+    # the next sweep starts its own instance; Ctrl-C: one line, exit 130, results kept
+    proc, procs = start(['--resume'], 'interrupted')
+    os.kill(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    err = (tmp_path / 'interrupted.err').read_text().strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        f'sweep: interrupted: 2 of 4 runs finished, kept in {out}; continue with: '), err
+    assert sorted(osp.basename(osp.dirname(p)) for p in glob.glob(f'{out}/*/{DONE_FILE}')) == \
+        ['stag__default__seed0', 'tent__default__seed0']
+    assert _wait_gone(procs) == []
+    assert 'Token authentication' not in (tmp_path / 'killed.err').read_text()

@@ -51,7 +51,7 @@ from stag_seg.benchmark import (
 )
 from stag_seg.benchmark.fixtures import FULL_RESOLUTION
 from stag_seg.benchmark.quick import run_quick
-from stag_seg.benchmark.variants import SPEED_VARIANTS
+from stag_seg.benchmark.variants import SPEED_VARIANTS, choose_methods
 
 
 def _per_device(defaults: dict) -> str:
@@ -142,8 +142,37 @@ def method_configs(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse bad values before anything is built: one line naming the flag."""
+    import torch
+
+    counts = {'--steps': (args.steps, 1), '--warmup': (args.warmup, 1),
+              '--view-steps': (args.view_steps, 1), '--loop-images': (args.loop_images, 1),
+              '--loop-workers': (args.loop_workers, 0), '--startup-reps': (args.startup_reps, 0),
+              '--threads': (args.threads, 1)}
+    for flag, (value, least) in counts.items():
+        if value is not None and value < least:
+            raise SystemExit(f'benchmark: {flag}: expected a number >= {least}, got {value}')
+    if args.streams and min(args.streams) < 1:
+        raise SystemExit(f'benchmark: --streams: expected numbers >= 1, got {args.streams}')
+    for flag, pair in (('--size', args.size), ('--stream-size', args.stream_size)):
+        if pair is not None and min(pair) < 1:
+            raise SystemExit(f'benchmark: {flag}: expected two sizes >= 1, got {pair}')
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('benchmark: --device cuda: CUDA is not available on this machine '
+                         '(torch.cuda.is_available() is False); use --device cpu')
+    for flag, names in (('--methods', args.methods), ('--later-methods', args.later_methods)):
+        if names and names != ['all']:
+            try:
+                choose_methods(names)
+            except ValueError as e:
+                raise SystemExit(f'benchmark: {flag}: {str(e).removeprefix("--methods: ")}'
+                                 ) from None
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
+    check_args(args)
     if args.quick:
         if args.device == 'cpu':
             raise SystemExit('--quick checks the GPU targets: it needs --device cuda')

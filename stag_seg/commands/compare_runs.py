@@ -1,4 +1,5 @@
-"""Compare CTTA runs: one mIoU-over-the-stream figure and one methods x domains table."""
+"""Compare CTTA runs: one mIoU-over-the-stream figure and one methods x domains table (with
+each run's rounds and images per round; runs of different streams are warned about)."""
 import argparse
 import os.path as osp
 import sys
@@ -17,14 +18,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    from stag_seg.reports import format_comparison, load_runs, plot_miou
+    from stag_seg.reports import format_comparison, load_runs, plot_miou, shape_mismatches
 
     try:
         runs = load_runs(args.work_dirs, args.names)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f'compare_runs: {e}')
     out = args.out or osp.join(args.work_dirs[0], DEFAULT_FIGURE)
-    print(format_comparison(runs))
+    print(format_comparison(runs, shapes=True))
+    for line in shape_mismatches(runs):
+        print(f'compare_runs: warning: {line}', file=sys.stderr)
     plot_miou(runs, out)
     print(f'figure: {out}')
 

@@ -11,13 +11,19 @@ condition, prints the per-domain x round tables and the comparison, and writes e
 reports, the comparison plot and a qualitative figure under --work-dir.
 """
 import argparse
+import sys
 import warnings
 
 from stag_seg.commands._options import CfgOptionsAction
 
 warnings.filterwarnings('ignore', category=UserWarning, module=r'(mmseg|mmengine|mmcv)\.')
 import stag_seg  # noqa: E402,F401  (compat patches and registration)
-from stag_seg.demo.launch import DEFAULT_METHODS, DEMO_CONFIGS, DEMO_ROUNDS  # noqa: E402
+from stag_seg.demo.launch import (  # noqa: E402
+    DEFAULT_METHODS,
+    DEMO_CONFIGS,
+    DEMO_ROUNDS,
+    check_demo_options,
+)
 from stag_seg.demo.run import run_demo  # noqa: E402
 
 
@@ -50,9 +56,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    run_demo(args.data_root, args.work_dir, rounds=args.rounds,
-             images_per_condition=args.images, methods=args.methods,
-             cfg_options=args.cfg_options)
+    for flag, value in (('--rounds', args.rounds), ('--images', args.images)):
+        if value < 1:
+            sys.exit(f'demo: {flag}: expected a number >= 1, got {value}')
+    try:
+        check_demo_options(args.methods, args.cfg_options)
+        run_demo(args.data_root, args.work_dir, rounds=args.rounds,
+                 images_per_condition=args.images, methods=args.methods,
+                 cfg_options=args.cfg_options)
+    except (ValueError, OSError) as e:       # they name the file or flag
+        sys.exit(f'demo: {e}')
 
 
 if __name__ == '__main__':

@@ -5,7 +5,9 @@
 Reads every finished run of the sweep, computes each STAG setting's paired gain over the
 baseline (TENT, same seed and regime) in overall mean mIoU per regime, and picks the setting
 with the best worst-case gain (settings within 0.05 mIoU of it: the best mean gain). Prints the
-table and the choice, and writes them to OUT/defaults.md.
+table (n: seed pairs per cell) and the choice, and writes them to OUT/defaults.md. A sweep whose
+cells lack seeds (for a setting or its baseline) is refused, or with --partial decided among
+the complete settings.
 """
 import argparse
 import sys
@@ -19,6 +21,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--out', required=True, help="the sweep's out dir (its runs)")
     parser.add_argument('--prefix', default='stag-',
                         help='methods that are STAG settings (default: names starting stag-)')
+    parser.add_argument('--partial', action='store_true',
+                        help='decide among the settings whose cells have every seed (for them '
+                        'and their baseline); the others are listed as left out (default: '
+                        'refuse an incomplete sweep)')
     return parser.parse_args(argv)
 
 
@@ -28,7 +34,7 @@ def main(argv=None) -> None:
     from stag_seg.sweep.study import defaults_report
 
     try:
-        print(defaults_report(args.spec, args.out, args.prefix))
+        print(defaults_report(args.spec, args.out, args.prefix, args.partial))
     except ValueError as e:
         sys.exit(f'study: {e}')
 

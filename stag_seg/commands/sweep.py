@@ -32,13 +32,19 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from stag_seg.sweep import SweepError, SweepSpecError, run_sweep
+    from stag_seg.sweep import SweepError, SweepInterrupted, SweepSpecError, run_sweep
 
     try:
         return run_sweep(args.sweep, out_dir=args.out, backend=args.backend,
                          address=args.address, resume=args.resume, num_cpus=args.num_cpus,
                          num_gpus=args.num_gpus, dry_run=args.dry_run,
                          report_only=args.report_only)
+    except SweepInterrupted as e:          # Ctrl-C / SIGTERM: Ray is shut down, results kept
+        print(f'sweep: {e}', file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print('sweep: interrupted before any run was launched', file=sys.stderr)
+        return 130
     except (SweepError, SweepSpecError) as e:
         print(f'sweep: {e}', file=sys.stderr)
         return 2

@@ -2,7 +2,8 @@
 
     stag-tta CONFIG [CHECKPOINT] [--work-dir DIR] [--out DIR] [--show-dir DIR]
              [--show-interval K] [--vis-backend tensorboard|wandb|mlflow ...] [--resume]
-             [--random-init] [--amp bf16|fp16] [--verbose] [--cfg-options KEY=VALUE ...]
+             [--random-init] [--trust-checkpoint] [--amp bf16|fp16] [--verbose]
+             [--cfg-options KEY=VALUE ...]
 
 CONFIG: a file, stag_seg::<folder>/<name>.py (the shipped configs, from any directory) or a
 shipped config's name (e.g. segformer_mit-b5_cs2acdc_tent-stag).
@@ -50,6 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--resume', action='store_true',
                         help="continue an interrupted stream from the work dir's tta_state.pth "
                         '(the config must be the same; a finished run is left as it is)')
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='the checkpoint is not plain weights (torch.load weights_only=True '
+                        'refuses it) but you trust it: unpickle it fully, which can run code')
     parser.add_argument('--random-init', action='store_true',
                         help='run without a checkpoint, from random initialisation (for '
                         'smoke tests; run.json records it)')

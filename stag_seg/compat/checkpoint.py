@@ -1,4 +1,5 @@
-"""Checkpoint loading for torch>=2.6 (weights_only) plus a strict segmentor loader."""
+"""Checkpoint loading for torch>=2.6 (weights_only; full unpickling only of a file the user
+vouched for) plus a strict segmentor loader."""
 import logging
 import os
 import os.path as osp
@@ -17,21 +18,64 @@ from torch import nn
 CLASSIFIER_SUFFIX = 'conv_seg.weight'
 
 
+#: the flag of the tools that load a checkpoint the user names (test_tta.py, the converter)
+TRUST_FLAG = '--trust-checkpoint'
+_TRUSTED: set = set()
+
+
+class UntrustedCheckpointError(ValueError):
+    """A checkpoint that ``torch.load(weights_only=True)`` refuses and nobody vouched for."""
+
+
+def _key(source: str) -> str:
+    return source if '://' in source else osp.realpath(osp.expanduser(source))
+
+
+def trust_checkpoint(source: str) -> None:
+    """Allow full unpickling (``weights_only=False``) of this one file or URL, which the user
+    named and vouched for (``--trust-checkpoint``); no other file is ever unpickled fully."""
+    _TRUSTED.add(_key(source))
+
+
+def _refusal(err: Exception) -> str:
+    """What torch's weights_only message says was refused, in a few words."""
+    text = str(err)
+    found = re.search(r'GLOBAL ([\w.]+)', text)
+    if found:
+        return f'unsupported global {found[1]}'
+    detail = text.split('WeightsUnpickler error:', 1)[-1].split('Check the documentation')[0]
+    lines = [line.strip() for line in detail.splitlines() if line.strip()]
+    return (lines[0] if lines else type(err).__name__)[:160]
+
+
 def _safe_first(load: Callable[[bool], Any], source: str) -> Any:
-    """Run ``load(weights_only=True)``; on refusal warn once and rerun with weights_only=False."""
+    """Run ``load(weights_only=True)``. A file it refuses is loaded with weights_only=False
+    only if it was trusted (``trust_checkpoint``), else ``UntrustedCheckpointError``; a file
+    that is no checkpoint at all is a ValueError naming it."""
     try:
         return load(True)
     except pickle.UnpicklingError as err:
-        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-        print_log(f'{source}: weights_only=True load refused ({reason[:160]}); retrying with '
-                  'weights_only=False - only load checkpoints you trust.',
-                  logger='current', level=logging.WARNING)
+        if 'Unsupported operand' in str(err):        # an opcode no pickle of torch.save has
+            raise ValueError(f'{source}: not a PyTorch checkpoint (torch.load: '
+                             f'{_refusal(err)})') from None
+        if _key(source) not in _TRUSTED:
+            raise UntrustedCheckpointError(
+                f'{source}: refused: not plain weights ({_refusal(err)}), and unpickling it '
+                f'could run code; if you trust this file, pass {TRUST_FLAG}') from None
+        print_log(f'{source}: not plain weights ({_refusal(err)}); unpickling it fully, as '
+                  f'{TRUST_FLAG} asks', logger='current', level=logging.WARNING)
         return load(False)
+    except Exception as err:             # torch's unpickler on a file that is no checkpoint
+        raise ValueError(f'{source}: not a PyTorch checkpoint ({type(err).__name__}: '
+                         f'{err})') from None
 
 
 def load_from_local(filename: str, map_location: Any = None) -> Any:
-    """mmengine local-file scheme: safe ``torch.load`` first, full unpickling as fallback."""
+    """mmengine local-file scheme: ``torch.load(weights_only=True)``; full unpickling only for
+    a file passed to ``trust_checkpoint``."""
     filename = osp.expanduser(filename)
+    if osp.isdir(filename):
+        raise FileNotFoundError(f'{filename} is a directory, not a checkpoint file')
     if not osp.isfile(filename):
         raise FileNotFoundError(f'{filename} can not be found.')
     return _safe_first(
@@ -78,7 +122,7 @@ def load_segmentor_checkpoint(model: nn.Module, filename: str,
     """
     try:
         checkpoint = CheckpointLoader.load_checkpoint(filename, map_location=map_location)
-    except FileNotFoundError:
+    except (FileNotFoundError, ValueError):      # these name the file and the problem
         raise
     except Exception as e:
         raise ValueError(f'{filename} is not a readable PyTorch checkpoint '

@@ -1,14 +1,29 @@
 """ACDC (Adverse Conditions Dataset with Correspondences), one weather condition per dataset."""
 from __future__ import annotations
 
+import logging
+import os
 import os.path as osp
 
+from mmengine.logging import print_log
 from mmseg.datasets.cityscapes import CityscapesDataset
 from mmseg.registry import DATASETS
 
 from stag_seg.datasets.checks import check_label_paths
 
 ACDC_CONDITIONS = ('fog', 'night', 'rain', 'snow')
+#: file types mmcv decodes: an image of another type among a condition's PNGs is reported
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
+
+
+def other_images(folder: str, suffix: str) -> list[str]:
+    """Image files under ``folder`` (recursive, sorted) whose names do not end with
+    ``suffix``: they are not in the stream."""
+    found = []
+    for root, _, files in os.walk(folder):
+        found += [osp.join(root, f) for f in files
+                  if f.lower().endswith(IMAGE_EXTENSIONS) and not f.endswith(suffix)]
+    return sorted(found)
 
 
 @DATASETS.register_module()
@@ -50,4 +65,10 @@ class ACDCDataset(CityscapesDataset):
             raise ValueError(f'ACDCDataset: empty domain, no *{self.img_suffix} images '
                              f'under {self.data_prefix["img_path"]}')
         check_label_paths(data_list, 'ACDCDataset')
+        skipped = other_images(self.data_prefix['img_path'], self.img_suffix)
+        if skipped:
+            print_log(f'ACDCDataset: {len(skipped)} image(s) under {self.data_prefix["img_path"]} '
+                      f'are not *{self.img_suffix} and are left out of the stream (first: '
+                      f'{skipped[0]}); convert them to PNG with that name to include them',
+                      logger='current', level=logging.WARNING)
         return data_list

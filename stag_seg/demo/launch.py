@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import os.path as osp
+from collections.abc import Sequence
+
+from mmengine.config import Config
 
 from stag_seg.datasets.acdc import ACDC_CONDITIONS
 from stag_seg.demo.synth import acdc_subset, cached_params
@@ -68,6 +71,25 @@ def stream_subset(data_root: str, images_per_condition: int | None) -> dict[str,
     if images_per_condition == cached:
         return {}
     return {c: acdc_subset(c, cached, images_per_condition) for c in ACDC_CONDITIONS}
+
+
+def check_demo_options(methods: Sequence[str], cfg_options: dict | None) -> None:
+    """Raise ValueError naming ``--cfg-options`` if an override would stop a method's run (the
+    engine's config check, before any data is rendered) or sets a top-level key that none of
+    the methods' configs has (a typo)."""
+    tops: set[str] = set()
+    for name in methods:
+        tops |= set(Config.fromfile(shipped_file(DEMO_CONFIGS[name])).keys())
+        options = {k: v for k, v in (cfg_options or {}).items()
+                   if not k.startswith(PLUGIN_OPTIONS) or name.endswith('+stag')}
+        try:
+            load_tta_config(shipped_file(DEMO_CONFIGS[name]), 'work_dirs/demo', options)
+        except (ValueError, FileNotFoundError) as e:
+            raise ValueError(f'--cfg-options: {e}') from None
+    for key in cfg_options or {}:
+        top = key.split('.', 1)[0]
+        if top not in tops:
+            raise ValueError(f'--cfg-options: {key}: no config has a key {top!r}')
 
 
 def run_method(name: str, data_root: str, work_dir: str, checkpoint: str, rounds: int,

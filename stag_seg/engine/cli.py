@@ -52,6 +52,9 @@ def run_cli(args: argparse.Namespace, argv: list[str] | None = None) -> int:
 
         run = load_tta_config(args.config, args.work_dir, args.cfg_options, args.resume,
                               args.out, args.checkpoint, args.random_init or None)
+        if getattr(args, 'trust_checkpoint', False) and run.cfg.test_cfg.get('checkpoint'):
+            from stag_seg.compat.checkpoint import trust_checkpoint
+            trust_checkpoint(run.cfg.test_cfg.checkpoint)
         run_tta(run, verbose=args.verbose)
     except KeyboardInterrupt:
         argv = sys.argv[1:] if argv is None else argv

@@ -1,6 +1,7 @@
 """StreamIoUMetric: mmseg's IoUMetric for a stream (fast per-image areas, per-class IoU)."""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -82,7 +83,9 @@ class StreamIoUMetric(IoUMetric):
         """mmseg's summary (aAcc, mIoU, mAcc, in %; the per-class table goes to the log) plus
         ``'IoU'``: (K,) per-class IoU in % (NaN where a class never occurred)."""
         areas = torch.stack(results).cpu()             # (n, 4, K): one transfer per domain
-        metrics = super().compute_metrics([tuple(a) for a in areas])
+        with warnings.catch_warnings():                # a domain without a valid label: NaN
+            warnings.filterwarnings('ignore', 'Mean of empty slice', RuntimeWarning)
+            metrics = super().compute_metrics([tuple(a) for a in areas])
         totals = areas.double().sum(0).numpy()
         with np.errstate(divide='ignore', invalid='ignore'):
             metrics['IoU'] = totals[0] / totals[1] * 100

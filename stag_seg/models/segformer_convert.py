@@ -23,6 +23,7 @@ import importlib.util
 import os
 import os.path as osp
 import re
+import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Mapping
@@ -113,8 +114,15 @@ def mmseg_convert_mit() -> Callable[[Mapping[str, Tensor]], OrderedDict]:
                             f'{", ".join(candidates)}); reinstall mmsegmentation')
 
 
-def read_checkpoint(path: str) -> OrderedDict[str, Tensor]:
-    """The tensors of an NVlabs ``.pth`` or a HuggingFace ``.bin`` / ``.safetensors`` file."""
+def read_checkpoint(path: str, trust: bool = False) -> OrderedDict[str, Tensor]:
+    """The tensors of an NVlabs ``.pth`` or a HuggingFace ``.bin`` / ``.safetensors`` file,
+    read with ``torch.load(weights_only=True)`` (``trust``: a file that needs full unpickling
+    is unpickled)."""
+    if osp.isdir(path):
+        found = [n for n in ('model.safetensors', 'pytorch_model.bin')
+                 if osp.isfile(osp.join(path, n))]
+        raise ConversionError(f'{path} is a directory, not a checkpoint file'
+                              + (f'; did you mean {osp.join(path, found[0])}?' if found else ''))
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint file not found: {path}')
     if path.endswith('.safetensors'):
@@ -124,9 +132,17 @@ def read_checkpoint(path: str) -> OrderedDict[str, Tensor]:
             raise ConversionError(
                 f'{path}: reading .safetensors needs the safetensors package '
                 '(pip install safetensors), or convert pytorch_model.bin instead') from None
-        return OrderedDict(load_file(path, device='cpu'))
-    from stag_seg.compat.checkpoint import load_from_local
-    checkpoint = load_from_local(path, map_location='cpu')
+        try:
+            return OrderedDict(load_file(path, device='cpu'))
+        except Exception as e:             # safetensors' own errors
+            raise ConversionError(f'{path}: not a safetensors file ({e})') from None
+    from stag_seg.compat.checkpoint import load_from_local, trust_checkpoint
+    if trust:
+        trust_checkpoint(path)
+    try:
+        checkpoint = load_from_local(path, map_location='cpu')
+    except ValueError as e:                # not a checkpoint; not plain weights and untrusted
+        raise ConversionError(str(e)) from None
     if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get('state_dict'), Mapping):
         checkpoint = checkpoint['state_dict']
     if not isinstance(checkpoint, Mapping) or not checkpoint:
@@ -289,15 +305,34 @@ def build_model(config: str | object = DEFAULT_CONFIG) -> torch.nn.Module:
     return MODELS.build(cfg.model)
 
 
-def convert_checkpoint(src: str, dst: str, config: str | object = DEFAULT_CONFIG) -> dict:
+def check_destination(dst: str) -> None:
+    """Raise ConversionError if ``dst`` cannot be written (a directory, a folder that cannot
+    be made or written to), before any work is done."""
+    if osp.isdir(dst):
+        raise ConversionError(f'{dst} is a directory; give the converted checkpoint\'s file '
+                              'path (e.g. checkpoints/segformer_b5_cityscapes.pth)')
+    parent = osp.dirname(osp.abspath(dst))
+    try:
+        os.makedirs(parent, exist_ok=True)
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        raise ConversionError(f'{dst}: cannot write to {parent} ({e.strerror or e})') from None
+
+
+def convert_checkpoint(src: str, dst: str, config: str | object = DEFAULT_CONFIG,
+                       trust: bool = False) -> dict:
     """Convert ``src`` (NVlabs ``.pth`` / HuggingFace ``.bin``, ``.safetensors``) to ``dst``.
 
-    The result is checked against, and strictly loaded into, the model of ``config``, then
-    written atomically as ``{'state_dict': ..., 'meta': {...}}`` (loadable with
-    ``torch.load(weights_only=True)``). Returns the meta dict.
+    ``src`` is read with ``torch.load(weights_only=True)``; ``trust``: a file that needs full
+    unpickling (which can run code) is unpickled. The result is checked against, and strictly
+    loaded into, the model of ``config``, then written atomically as ``{'state_dict': ...,
+    'meta': {...}}`` (loadable with ``torch.load(weights_only=True)``). Returns the meta dict.
     """
+    check_destination(dst)
+    state_dict = read_checkpoint(src, trust)
     try:
-        converted = convert_state_dict(read_checkpoint(src))
+        converted = convert_state_dict(state_dict)
         model = build_model(config)
         check_against_model(converted, model.state_dict())
     except ConversionError as err:
@@ -307,9 +342,11 @@ def convert_checkpoint(src: str, dst: str, config: str | object = DEFAULT_CONFIG
                 converter=CONVERTER,
                 config=config if isinstance(config, str) else getattr(config, 'filename', ''),
                 num_keys=len(converted.state_dict))
-    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
-    with atomic_write(dst, 'wb') as f:
-        torch.save({'state_dict': converted.state_dict, 'meta': meta}, f)
+    try:
+        with atomic_write(dst, 'wb') as f:
+            torch.save({'state_dict': converted.state_dict, 'meta': meta}, f)
+    except OSError as e:
+        raise ConversionError(f'{dst}: cannot write it ({e.strerror or e})') from None
     return meta
 
 

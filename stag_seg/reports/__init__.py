@@ -22,6 +22,8 @@ from stag_seg.reports.tables import (
     incomplete_last_rounds,
     results_table,
     run_summary,
+    shape_mismatches,
+    stream_shape,
     write_csv,
     write_markdown,
 )
@@ -30,6 +32,6 @@ __all__ = [
     'NA', 'RESULTS_FILE', 'append_record', 'atomic_write', 'comparison_table', 'drop_torn_tail',
     'format_comparison', 'format_table', 'group_by_method', 'incomplete_last_rounds',
     'is_adapted', 'load_records', 'load_runs', 'normalize_record', 'plot_miou',
-    'results_table', 'rewrite_records', 'run_summary', 'truncate_records', 'write_csv',
-    'write_markdown', 'write_reports'
+    'results_table', 'rewrite_records', 'run_summary', 'shape_mismatches', 'stream_shape',
+    'truncate_records', 'write_csv', 'write_markdown', 'write_reports'
 ]

@@ -19,9 +19,10 @@ def _stream(records_by_method: dict[str, Sequence[dict]]) -> tuple[list[int], li
     return sorted(rounds), domains
 
 
-def plot_miou(records_by_method: dict[str, Sequence[dict]], path: str) -> None:
+def plot_miou(records_by_method: dict[str, Sequence[dict]], path: str):
     """Plot mIoU at each stream position (round, domain), one line per method, to ``path``
-    (written atomically; the format follows the extension, png by default).
+    (written atomically; the format follows the extension, png by default); returns the
+    matplotlib Figure. The legend sits right of the axes, off the data.
 
     No-update (forgetting) records are drawn dashed at the end of their round; an undefined
     (null) mIoU leaves a gap in its line.
@@ -62,8 +63,9 @@ def plot_miou(records_by_method: dict[str, Sequence[dict]], path: str) -> None:
     ax.set_ylabel('mIoU (%)')
     ax.grid(axis='y', alpha=0.3)
     if records_by_method:
-        ax.legend(fontsize=7, loc='best')
+        ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     fmt = osp.splitext(path)[1][1:].lower() or 'png'
     with atomic_write(path, 'wb') as f:
-        fig.savefig(f, format=fmt, dpi=120)
+        fig.savefig(f, format=fmt, dpi=120, bbox_inches='tight')
+    return fig

@@ -202,14 +202,46 @@ def format_table(records: Sequence[dict]) -> str:
     return format_rows(*results_table(records))
 
 
-def format_comparison(records_by_method: dict[str, Sequence[dict]]) -> str:
+def stream_shape(records: Sequence[dict]) -> dict:
+    """What a run's stream was: its adapted rounds, the images of its first adapted round
+    (over the adapted domains), and its adapted domains in order."""
+    adapted = [r for r in records if is_adapted(r)]
+    rounds = sorted({r['round'] for r in adapted})
+    first = {r['domain']: r['num_images'] for r in adapted if rounds and r['round'] == rounds[0]}
+    return {'rounds': len(rounds), 'images': sum(first.values()),
+            'domains': list(dict.fromkeys(r['domain'] for r in adapted))}
+
+
+def shape_mismatches(records_by_method: dict[str, Sequence[dict]]) -> list[str]:
+    """One line per way in which the runs' streams differ (rounds, images, domains): their
+    means then cover different streams."""
+    shapes = {m: stream_shape(r) for m, r in records_by_method.items()}
+    lines = []
+    for key in ('rounds', 'images', 'domains'):
+        values = {m: s[key] for m, s in shapes.items()}
+        if len({repr(v) for v in values.values()}) > 1:
+            shown = ', '.join(f'{m} {"/".join(v) if key == "domains" else v}'
+                              for m, v in values.items())
+            lines.append(f'the runs differ in {key} ({shown}): their means cover different '
+                         'streams')
+    return lines
+
+
+def format_comparison(records_by_method: dict[str, Sequence[dict]],
+                      shapes: bool = False) -> str:
     """The methods x domains comparison table as aligned plain text, with a note naming each
-    run whose last round is incomplete."""
+    run whose last round is incomplete; ``shapes``: with each run's rounds and images (per
+    round) after its name."""
     notes = incomplete_last_rounds(records_by_method)
     if notes:
         notes = ['incomplete last round (its "last round" mean covers fewer domains): '
                  + '; '.join(notes)]
-    return format_rows(*comparison_table(records_by_method), notes=notes)
+    header, rows = comparison_table(records_by_method)
+    if shapes:
+        header = [header[0], 'rounds', 'images', *header[1:]]
+        rows = [[row[0], *(stream_shape(records_by_method[row[0]])[k]
+                           for k in ('rounds', 'images')), *row[1:]] for row in rows]
+    return format_rows(header, rows, notes=notes)
 
 
 def write_csv(path: str, records: Sequence[dict]) -> None:

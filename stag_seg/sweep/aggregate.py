@@ -2,8 +2,10 @@
 and paired differences to the baseline (same seed, same regime)."""
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from stag_seg.reports.tables import stream_scores
 from stag_seg.sweep.spec import Run, methods_and_regimes
@@ -20,11 +22,13 @@ class RunScores:
 
     mean_miou: mean over all adapted (round, domain) records; last_round: mean over the last
     round's adapted domains; forgetting: mean over the no-update (``adapted: false``) records of
-    that last round.
+    that last round. records_digest: a hash of all the run's records (every value as stored),
+    to tell runs whose results are identical.
     """
     mean_miou: float | None
     last_round: float | None
     forgetting: float | None
+    records_digest: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,20 @@ class PairedSummary:
 
 def run_scores(records: Sequence[dict]) -> RunScores:
     """Scores of one run's records, as its tables compute them (not rounded)."""
-    return RunScores(*stream_scores(records))
+    digest = hashlib.sha256(json.dumps(list(records), sort_keys=True).encode()).hexdigest()
+    return RunScores(*stream_scores(records), records_digest=digest)
+
+
+def identical_cells(runs: Sequence[Run], scores: Mapping[str, RunScores]
+                    ) -> list[tuple[str, str]]:
+    """(regime, method) cells with two or more finished seeds whose records are all identical:
+    there the stream seed changed nothing."""
+    digests: dict[tuple[str, str], list[str | None]] = {}
+    for r in runs:
+        if r.name in scores:
+            digests.setdefault((r.regime, r.method), []).append(scores[r.name].records_digest)
+    return [cell for cell, found in digests.items()
+            if len(found) >= 2 and found[0] is not None and len(set(found)) == 1]
 
 
 def summarize(runs: Sequence[Run], scores: Mapping[str, RunScores]) -> list[CellSummary]:

@@ -1,5 +1,6 @@
 """Runs a sweep: plans its runs against their run dirs, launches the missing ones on a backend,
-prints progress as runs finish, and writes the report (used by tools/sweep.py)."""
+prints progress as runs finish, and writes the report (used by the stag-sweep command,
+tools/sweep.py)."""
 from __future__ import annotations
 
 import os
@@ -27,6 +28,25 @@ class SweepError(RuntimeError):
     """A sweep that cannot start (the message says why and what to do)."""
 
 
+class SweepInterrupted(SweepError):
+    """A sweep stopped by SIGINT / SIGTERM; finished runs are kept (the message says how to go
+    on)."""
+
+
+def sweep_command(args: list[str], program: str | None = None) -> str:
+    """``args`` after the command the sweep was started with (``program``, default
+    ``sys.argv[0]``): the clone's tools/sweep.py, the ``stag-sweep`` console command, or
+    ``python -m stag_seg.commands.sweep``."""
+    program = osp.normpath(sys.argv[0] if program is None else program)
+    if program.split(osp.sep)[-2:] == ['tools', 'sweep.py']:
+        head = ['python', 'tools/sweep.py']
+    elif osp.basename(program) == 'stag-sweep':
+        head = ['stag-sweep']
+    else:
+        head = ['python', '-m', 'stag_seg.commands.sweep']
+    return shlex.join([*head, *args])
+
+
 def default_out_dir(spec: SweepSpec) -> str:
     return osp.join('work_dirs', 'sweeps', spec.name)
 
@@ -48,6 +68,43 @@ def payload(run: Run, out_dir: str, spec: SweepSpec, tool: str = TEST_TTA) -> di
     return {'name': run.name, 'work_dir': work_dir, 'identity': run.identity(), 'head': head,
             'tail': ['--cfg-options', *to_cli(run.cfg_options)], 'cwd': os.getcwd(),
             'env': env, 'lock_timeout': 120.0}
+
+
+def _cli_options(tail: list[str]) -> dict:
+    """``--cfg-options ...`` argv as the stag-tta command parses it (``to_cli`` writes values
+    that mmengine's DictAction and the command's CfgOptionsAction read alike)."""
+    import argparse
+
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return parser.parse_args(tail).cfg_options or {}
+
+
+def validate_runs(runs: list[Run], out_dir: str, spec: SweepSpec) -> None:
+    """Check every run's config with its options as the stag-tta command would before it
+    starts (the engine's ``load_tta_config``); raise SweepError naming the count and the first
+    bad run. Runs that differ only in their seed are checked once."""
+    from stag_seg.engine.launch import load_tta_config
+
+    bad: list[tuple[str, str]] = []
+    checked: dict[tuple, str | None] = {}
+    for run in runs:
+        p = payload(run, out_dir, spec)
+        options = _cli_options(p['tail'])
+        key = (run.config, run.checkpoint,
+               tuple(sorted((k, repr(v)) for k, v in options.items() if k != 'randomness.seed')))
+        if key not in checked:
+            try:
+                load_tta_config(run.config, p['work_dir'], options, checkpoint=run.checkpoint)
+                checked[key] = None
+            except Exception as e:       # anything test_tta.py would stop on
+                checked[key] = str(e) or type(e).__name__
+        if checked[key] is not None:
+            bad.append((run.name, checked[key]))
+    if bad:
+        raise SweepError(f'{len(bad)} of {len(runs)} runs have an invalid config, nothing '
+                         f'launched; first: {bad[0][0]}: {bad[0][1]}')
 
 
 def _scores(work_dir: str) -> RunScores:
@@ -72,6 +129,23 @@ def _log_tail(path: str, lines: int = 3) -> str:
 def _failure(result: dict) -> str:
     why = result.get('error') or f'exit status {result.get("returncode")}'
     return f'failed ({why}); log: {result["log"]}'
+
+
+def _progress(result: dict, count: int, spec: SweepSpec, scores: dict, problems: dict,
+              score: Callable[[str], None], echo: Callable[[str], None]) -> int:
+    """Record and print one finished (or failed) run; returns the new count of finished."""
+    name = result['name']
+    if result['status'] == 'failed':
+        problems[name] = _failure(result)
+        echo(f'[{count}/{len(spec.runs)}] FAILED {name}: {problems[name]}')
+        return count
+    count += 1
+    score(name)
+    how = ' (resumed)' if result.get('resumed') else ''
+    took = f' in {result["seconds"]} s' if 'seconds' in result else ''
+    echo(f'[{count}/{len(spec.runs)}] {result["status"]} {name}{how}{took}')
+    echo(progress_table(spec.runs, scores))
+    return count
 
 
 def run_sweep(spec_path: str,
@@ -125,6 +199,7 @@ def run_sweep(spec_path: str,
         if states[run.name] == 'done':
             score(run.name)
     if todo and not report_only:
+        validate_runs(todo, out_dir, spec)
         os.makedirs(out_dir, exist_ok=True)
         with open(spec.path, encoding='utf-8') as f:
             write_text_atomic(osp.join(out_dir, SPEC_COPY), f.read())
@@ -133,18 +208,18 @@ def run_sweep(spec_path: str,
         except (ImportError, ValueError) as e:
             raise SweepError(str(e)) from e
         count = counts['done']
-        for result in runner.run([payload(r, out_dir, spec, tool) for r in todo]):
-            name = result['name']
-            if result['status'] == 'failed':
-                problems[name] = _failure(result)
-                echo(f'[{count}/{len(spec.runs)}] FAILED {name}: {problems[name]}')
-                continue
-            count += 1
-            score(name)
-            how = ' (resumed)' if result.get('resumed') else ''
-            took = f' in {result["seconds"]} s' if 'seconds' in result else ''
-            echo(f'[{count}/{len(spec.runs)}] {result["status"]} {name}{how}{took}')
-            echo(progress_table(spec.runs, scores))
+        results = runner.run([payload(r, out_dir, spec, tool) for r in todo])
+        try:
+            for result in results:
+                count = _progress(result, count, spec, scores, problems, score, echo)
+        except KeyboardInterrupt:
+            results.close()                      # the backend stops its runs and Ray
+            finished = sum(run_state(d) == 'done' for d in dirs.values())
+            raise SweepInterrupted(
+                f'interrupted: {finished} of {len(spec.runs)} runs finished, kept in {out_dir};'
+                f' continue with: {sweep_command([spec_path, "--out", out_dir, "--resume"])}'
+            ) from None
+
 
     unfinished = {r.name: problems.get(r.name, 'not run') for r in spec.runs
                   if r.name not in scores}

@@ -14,6 +14,7 @@ from stag_seg.sweep.aggregate import (
     CellSummary,
     PairedSummary,
     RunScores,
+    identical_cells,
     paired_differences,
     summarize,
 )
@@ -89,11 +90,13 @@ def markdown(spec: SweepSpec, cells: Sequence[CellSummary], pairs: Sequence[Pair
                          *(_interval(p.diffs[m], n) for m in METRICS)])
         lines += _table(['regime', 'method', 'baseline', 'pairs',
                          *(f'Δ {METRIC_TITLES[m]}' for m in METRICS)], rows)
-    if any(s.std is not None and s.std < 1e-9 for c in cells for s in c.stats.values()):
-        lines += ['', 'Note: some cells are identical across seeds (std 0.00): the stream seed '
-                  'changes nothing in those runs (e.g. a sequential stream of a deterministic '
-                  'method), so their seeds are not replicates and their intervals carry no '
-                  'evidence.']
+    same = identical_cells(spec.runs, scores)
+    if same:
+        names = ', '.join(f'{method} ({regime})' for regime, method in same)
+        lines += ['', f'Note: identical across seeds (every record of every seed the same): '
+                  f'{names}. The stream seed changes nothing in those runs (e.g. a sequential '
+                  'stream of a deterministic method), so their seeds are not replicates and '
+                  'their intervals carry no evidence.']
     if unfinished:
         lines += ['', '## Runs not finished', '']
         lines += [f'- `{name}`: {status}' for name, status in unfinished.items()]
