@@ -10,4 +10,7 @@ cotta_pipeline = [
     {{_base_.cotta_views}},
 ]
 stream_dataloader = dict(dataset=dict(pipeline=cotta_pipeline))
-stream_loop = dict(method=dict(type='cotta', alpha=0.999, threshold=0.69, restore_prob=0.01))
+# CoTTA's code builds a new Adam at each domain visit (in single_gpu_cotta, once per domain and
+# round): optimizer_reset='domain'
+stream_loop = dict(method=dict(type='cotta', alpha=0.999, threshold=0.69, restore_prob=0.01),
+                   optimizer_reset='domain')
