@@ -5,20 +5,52 @@ import copy
 
 import pytest
 import torch
-from engine_utils import build_runner
+import torch.nn.functional as F
+from engine_utils import TINY_CONFIG, build_runner
 from fixture_data import make_acdc_tree
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
 from mmengine.hooks import Hook
-from mmseg.registry import HOOKS
+from mmengine.registry import init_default_scope
+from mmseg.registry import DATASETS, HOOKS, MODELS
+from torch import nn
 
+from stag_seg.engine.adapter import TTAAdapter
 from stag_seg.engine.config import check_loop_options, run_fingerprint
+from stag_seg.methods.cotta import CoTTA
+from stag_seg.methods.head_grid import label_resolution_cross_entropy
+from stag_seg.methods.tent import TentPseudoLabel
+from stag_seg.plugins import TTAPlugin
 from stag_seg.reports import load_records
 
+init_default_scope('mmseg')
 DOMAINS = [dict(name='fog')]
 
 
 @pytest.fixture
 def acdc(tmp_path):
     return make_acdc_tree(str(tmp_path / 'acdc'), size=(128, 64))   # inputs resized to 64x32
+
+
+def _batch(data_root: str, views: dict | None = None) -> dict:
+    """Two fog images at 64x32, their labels at the original 128x64 (as the stream loads)."""
+    pipeline = [dict(type='LoadImageFromFile'), dict(type='Resize', scale=(64, 32),
+                                                     keep_ratio=True),
+                dict(type='LoadExactAnnotations'), views or dict(type='PackSegInputs')]
+    dataset = DATASETS.build(dict(type='ACDCDataset', data_root=data_root, condition='fog',
+                                  pipeline=pipeline))
+    return pseudo_collate([dataset[0], dataset[1]])
+
+
+def _tiny_model_with_source_statistics() -> nn.Module:
+    """The tiny SegFormer with BatchNorm running statistics far from any batch's."""
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(TINY_CONFIG).model)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    return model
 
 
 @HOOKS.register_module()
@@ -113,3 +145,101 @@ def test_optimizer_reset_is_checked_and_in_the_fingerprint(tmp_path, acdc):
               for r in ('never', 'domain')]
     assert prints[0]['test_cfg.optimizer_reset'] == "'never'"
     assert prints[1]['test_cfg.optimizer_reset'] == "'domain'"
+
+
+@pytest.mark.parametrize('loss_resolution', ['head', 'label'])
+def test_tent_pl_is_cotta_codes_tent_step_in_eval_mode(acdc, loss_resolution):
+    """One tent-pl step against the step of CoTTA's ``single_gpu_tent`` written out: the
+    model in eval mode (BatchNorm on its running statistics), the norm layers' affine
+    parameters in a new Adam, the prediction made before the update, then the cross-entropy
+    of the head's logits with the argmax ('head') or, resized bilinearly to the label, with
+    the full-resolution prediction ('label': mmseg's decode loss on ``gt_semantic_seg``)."""
+    batch = _batch(acdc)
+    model = _tiny_model_with_source_statistics()
+    reference = copy.deepcopy(model)
+    adapter = TTAAdapter(model, TentPseudoLabel(loss_resolution=loss_resolution),
+                         optimizer=dict(type='Adam', lr=1e-2))
+    assert adapter.method.capturable == (loss_resolution == 'head')
+    result = adapter.step(batch, adapt=True)
+    assert result.updated
+
+    reference.eval()
+    reference.requires_grad_(False)
+    norms = [m for m in reference.modules() if isinstance(m, (nn.LayerNorm, nn.BatchNorm2d))]
+    params = [p for m in norms for p in (m.weight, m.bias)]
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.Adam(params, lr=1e-2)
+    data = reference.data_preprocessor(batch, False)
+    with torch.no_grad():
+        predicted = reference.predict(data['inputs'], copy.deepcopy(data['data_samples']))
+    labels = torch.stack([s.pred_sem_seg.data[0] for s in predicted])
+    logits = reference.decode_head(reference.extract_feat(data['inputs']))
+    if loss_resolution == 'head':
+        loss = F.cross_entropy(logits, logits.detach().argmax(1))
+    else:
+        upsampled = F.interpolate(logits, size=labels.shape[-2:], mode='bilinear',
+                                  align_corners=False)
+        loss = F.cross_entropy(upsampled, labels)
+    loss.backward()
+    optimizer.step()
+
+    for sample, label in zip(result.outputs, labels, strict=True):
+        assert torch.equal(sample.pred_sem_seg.data[0], label)      # scored before the update
+    torch.testing.assert_close(adapter.losses['loss_pseudo_label'], loss.detach())
+    expected = dict(reference.named_parameters())
+    for name, value in model.named_parameters():
+        torch.testing.assert_close(value, expected[name], rtol=1e-5, atol=1e-6, msg=name)
+    for (name, value), source in zip(model.named_buffers(), reference.buffers(), strict=True):
+        assert torch.equal(value, source), name         # running statistics stay the source's
+    assert not model.training and not any(m.training for m in model.modules())
+
+
+def test_label_resolution_loss_is_cross_entropy_of_upsampled_logits():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 4, 6)
+    labels = [torch.randint(0, 5, (12, 18)) for _ in range(2)]
+    samples = [type('S', (), {'metainfo': {}})() for _ in range(2)]
+    expected = F.cross_entropy(F.interpolate(logits, size=(12, 18), mode='bilinear',
+                                             align_corners=False), torch.stack(labels))
+    torch.testing.assert_close(label_resolution_cross_entropy(logits, labels, samples), expected)
+    corners = F.cross_entropy(F.interpolate(logits, size=(12, 18), mode='bilinear',
+                                            align_corners=True), torch.stack(labels))
+    torch.testing.assert_close(label_resolution_cross_entropy(logits, labels, samples, True),
+                               corners)
+
+
+class LossRecorder(TTAPlugin):
+    """Keeps each step's loss terms and classifier logits."""
+
+    name = 'recorder'
+
+    def __init__(self):
+        super().__init__(loss_weight=0.0)
+        self.steps = []
+
+    def losses(self, ctx):
+        self.steps.append((dict(ctx.losses), ctx.logits.detach().clone()))
+        return {}
+
+
+def test_cotta_label_resolution_loss_upsamples_the_students_logits(acdc):
+    """CoTTA's student loss at the label's resolution: the base view's head logits resized
+    bilinearly to the full-resolution pseudo-label (the scored prediction), cross-entropy."""
+    views = dict(type='TestTimeAugSharedLabel', transforms=[
+        [dict(type='Resize', scale_factor=r, keep_ratio=True) for r in (1.0, 1.5)],
+        [dict(type='RandomFlip', prob=p, direction='horizontal') for p in (0.0, 1.0)],
+        [dict(type='PackSegInputs')]])
+    batch = _batch(acdc, views)
+    recorder = LossRecorder()
+    adapter = TTAAdapter(_tiny_model_with_source_statistics(), CoTTA(loss_resolution='label'),
+                         plugins=[recorder], optimizer=dict(type='Adam', lr=1e-3))
+    result = adapter.step(batch, adapt=True)
+    labels = torch.stack([s.pred_sem_seg.data[0] for s in result.outputs])
+    assert labels.shape[-2:] == (64, 128)
+    losses, logits = recorder.steps[0]
+    expected = F.cross_entropy(F.interpolate(logits, size=(64, 128), mode='bilinear',
+                                             align_corners=False), labels)
+    torch.testing.assert_close(losses['loss_cotta'], expected)
+    with pytest.raises(ValueError, match=r"loss_resolution must be one of \('head', 'label'\)"):
+        CoTTA(loss_resolution='input')

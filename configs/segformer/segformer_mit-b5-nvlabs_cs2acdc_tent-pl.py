@@ -1,4 +1,5 @@
 # NVlabs' SegFormer-B5: TENT with hard pseudo-labels (cross-entropy with the argmax, CoTTA's TENT).
 _base_ = './segformer_mit-b5-nvlabs_cs2acdc_tent.py'
-# CoTTA's code builds a new Adam at each domain visit (single_gpu_tent): optimizer_reset='domain'
-test_cfg = dict(method=dict(type='tent-pl'), optimizer_reset='domain')
+# As CoTTA's code (single_gpu_tent): eval mode (tent-pl's), a new Adam at each domain visit,
+# the loss on logits resized to the prediction's full resolution
+test_cfg = dict(method=dict(type='tent-pl', loss_resolution='label'), optimizer_reset='domain')
