@@ -243,3 +243,25 @@ def test_cotta_label_resolution_loss_upsamples_the_students_logits(acdc):
     torch.testing.assert_close(losses['loss_cotta'], expected)
     with pytest.raises(ValueError, match=r"loss_resolution must be one of \('head', 'label'\)"):
         CoTTA(loss_resolution='input')
+
+
+def test_optimizer_reset_of_the_captured_step_equals_a_fresh_optimizer(acdc):
+    """With ``cuda_graph`` (run eagerly on CPU after the same warm-up) the reset zeroes the
+    optimizer's state in place, keeping the captured tensors: the next step equals the step
+    of an eager adapter whose optimizer was rebuilt."""
+    batch = _batch(acdc)
+    fused = dict(type='Adam', lr=1e-2, betas=(0.9, 0.999), fused=True)
+    adapters = [TTAAdapter(_tiny_model_with_source_statistics(), TentPseudoLabel(),
+                           optimizer=fused, cuda_graph=graph) for graph in (True, False)]
+    assert adapters[0].graphed is not None and adapters[1].graphed is None
+    for adapter in adapters:
+        for _ in range(2):
+            assert adapter.step(copy.deepcopy(batch), adapt=True).updated
+        adapter.reset_optimizer()
+        assert adapter.step(copy.deepcopy(batch), adapt=True).updated
+    assert adapters[0].graphed.captures == 1                 # the graph was kept
+    for graphed, eager in zip(*(a.model.parameters() for a in adapters), strict=True):
+        torch.testing.assert_close(graphed, eager, rtol=1e-4, atol=1e-6)
+    for adapter in adapters:
+        states = adapter.optim_wrapper.optimizer.state.values()
+        assert states and all(float(s['step']) == 1 for s in states)
