@@ -300,7 +300,8 @@ def test_shipped_b5_configs_build_cotta_with_14_views_in_order(tmp_path, config)
     cfg = Config.fromfile(config)
     validate_tta_config(cfg, require_checkpoint=False)
     assert cfg.test_cfg.method == dict(type='cotta', alpha=0.999, threshold=0.69,
-                                       restore_prob=0.01)
+                                       restore_prob=0.01, loss_resolution='label')
+    assert cfg.test_cfg.optimizer_reset == 'domain'
     assert cfg.test_cfg.optimizer == dict(type='Adam', lr=6e-5 / 8, betas=(0.9, 0.999))
     hooks = [h['type'] for h in cfg.get('custom_hooks', [])]
     assert hooks == (['STAGHook'] if 'stag' in config else [])

@@ -54,6 +54,10 @@ def test_config_is_the_acdc_stream_with_its_method(path):
     assert cfg.test_dataloader.batch_size == 1
     assert {'type': 'Resize', 'scale': (960, 540), 'keep_ratio': True} in dataset.pipeline
     assert 'SyncBN' not in cfg.pretty_text
+    # CoTTA's code builds a new Adam at each domain visit for its CoTTA and its TENT
+    protocol = method.startswith(('cotta', 'tent-pl'))
+    assert loop.get('optimizer_reset', 'never') == ('domain' if protocol else 'never')
+    assert loop.method.get('loss_resolution', 'head') == ('label' if protocol else 'head')
 
 
 def test_segformer_b5_tent_stag_runs_through_the_cli(tmp_path, acdc):

@@ -1,3 +1,5 @@
 # TENT with hard pseudo-labels (cross-entropy with the model's argmax; CoTTA's "TENT").
 _base_ = './deeplabv3plus_r50-d8_cs2acdc_tent.py'
-test_cfg = dict(method=dict(type='tent-pl'))
+# As CoTTA's code (single_gpu_tent): eval mode (tent-pl's), a new Adam at each domain visit,
+# the loss on logits resized to the prediction's full resolution
+test_cfg = dict(method=dict(type='tent-pl', loss_resolution='label'), optimizer_reset='domain')

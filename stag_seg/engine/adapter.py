@@ -58,6 +58,9 @@ class TTAAdapter(Learner):
                          optim_wrapper, amp, logger, build_loader, cuda_graph)
         self.method = method
         self.method_name = type(method).__name__
+        #: the optimizer as built (no moments, step count 0), for :meth:`reset_optimizer`
+        self.fresh_optimizer = (copy.deepcopy(self.optim_wrapper.state_dict())
+                                if self.optim_wrapper else None)
         method.setup(self)
         self.graphed = self._graphed_step(amp) if cuda_graph else None
 
@@ -147,6 +150,23 @@ class TTAAdapter(Learner):
     def snapshot(self) -> dict:
         """A deep copy of :meth:`state_dict` (e.g. the source state for resets)."""
         return copy.deepcopy(self.state_dict())
+
+    def reset_optimizer(self) -> None:
+        """The optimizer's state back to the freshly built one (no moments, step count 0;
+        CoTTA's code builds a new Adam at each domain visit); the model, the method's and the
+        plug-ins' state carry on."""
+        if self.optim_wrapper is None:
+            return
+        if self.graphed is not None:
+            # zeroed in place, as the capture leaves a state its warm-up created: the captured
+            # graph keeps its tensors, and zero moments with step 0 are Adam's fresh state
+            with torch.no_grad():
+                for state in self.optim_wrapper.optimizer.state.values():
+                    for value in state.values():
+                        if isinstance(value, torch.Tensor):
+                            value.zero_()
+            return
+        self.optim_wrapper.load_state_dict(copy.deepcopy(self.fresh_optimizer))
 
     def load_state_dict(self, state: dict) -> None:
         if self.graphed is not None:

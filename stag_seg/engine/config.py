@@ -20,6 +20,8 @@ from stag_seg.registry import TTA_METHODS
 from stag_seg.step.optim import AMP_DTYPES, DEFAULT_OPTIMIZER
 
 RESETS = ('never', 'domain', 'round')
+#: test_cfg.optimizer_reset: one optimizer for the stream, or a fresh one per domain visit
+OPTIMIZER_RESETS = ('never', 'domain')
 #: every test_cfg option of ContinualTTALoop besides dataloader/evaluator/domains
 LOOP_DEFAULTS = dict(
     num_rounds=10,
@@ -40,6 +42,7 @@ LOOP_DEFAULTS = dict(
     classifier='decode_head.conv_seg',  # the module whose logits the method and plug-ins use
     forgetting=None,                    # dict(name=, dataset=, every=1): scored, never adapted
     reset='never',                      # 'domain' | 'round': restore the initial state
+    optimizer_reset='never',            # 'domain': a fresh optimizer at each domain visit
     checkpoint=None,                    # the source model (tools/test_tta.py CHECKPOINT)
     random_init=False,                  # run without a checkpoint, on purpose
     method_name=None,                   # name in the reports (default: method+plug-ins)
@@ -74,6 +77,7 @@ def check_loop_options(domains: list, require_checkpoint: bool = True, **options
     check_int('test_cfg', 'show_interval', opt['show_interval'], low=1)
     check_choice('test_cfg', 'order', opt['order'], ORDERS)
     check_choice('test_cfg', 'reset', opt['reset'], RESETS)
+    check_choice('test_cfg', 'optimizer_reset', opt['optimizer_reset'], OPTIMIZER_RESETS)
     check_choice('test_cfg', 'amp', opt['amp'], (None, *AMP_DTYPES))
     check_choice('test_cfg', 'shuffle', opt['shuffle'], (True, False))
     if opt['subset'] is not None:
@@ -111,6 +115,9 @@ def check_loop_options(domains: list, require_checkpoint: bool = True, **options
     if opt['order'] == 'mixed' and opt['reset'] == 'domain':
         raise ValueError("test_cfg.reset='domain' with order='mixed': a mixed round has no "
                          "domain boundaries; use reset='round'")
+    if opt['order'] == 'mixed' and opt['optimizer_reset'] == 'domain':
+        raise ValueError("test_cfg.optimizer_reset='domain' with order='mixed': a mixed round "
+                         "has no domain boundaries; use optimizer_reset='never'")
     if opt['order'] == 'dirichlet' and opt['shuffle']:
         raise ValueError("test_cfg.shuffle=True with order='dirichlet': the Dirichlet draw "
                          'already orders each domain; drop one of the two')

@@ -107,6 +107,8 @@ class ContinualTTALoop(BaseLoop):
             if initial is not None and stage.adapt and (self.opt['reset'] == 'domain'
                                                         or first_of_round):
                 self.adapter.load_state_dict(initial)
+            if stage.adapt and self.opt['optimizer_reset'] == 'domain':
+                self.adapter.reset_optimizer()
             records = self._run_stage(stage)
             state = self._state() if self.opt['save_state'] else None
             run_dir.stage_done(records, state, index + 1)

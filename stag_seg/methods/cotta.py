@@ -12,8 +12,13 @@ from torch import Tensor, nn
 
 from stag_seg.datasets.tta_views import split_views
 from stag_seg.methods.base import TTAMethod
-from stag_seg.methods.head_grid import IGNORE_INDEX, labels_on_head_grid
-from stag_seg.options import check_number
+from stag_seg.methods.head_grid import (
+    IGNORE_INDEX,
+    LOSS_RESOLUTIONS,
+    label_resolution_cross_entropy,
+    labels_on_head_grid,
+)
+from stag_seg.options import check_choice, check_number
 from stag_seg.registry import TTA_METHODS
 from stag_seg.step.context import StepContext
 from stag_seg.step.learner import Learner
@@ -84,11 +89,14 @@ class CoTTA(TTAMethod):
     probability, full resolution) exceeds ``threshold`` (strictly), else the argmax of the
     average.
 
-    Loss. Cross-entropy (mean over cells, float32) of the student's base-view classifier
-    logits (``ctx.logits``, the decode head's resolution, the tensor plug-ins such as STAG
-    see) to the pseudo-label sampled at the head cells' centres
+    Loss (``loss_resolution``). ``'head'``: cross-entropy (mean over cells, float32) of the
+    student's base-view classifier logits (``ctx.logits``, the decode head's resolution, the
+    tensor plug-ins such as STAG see) to the pseudo-label sampled at the head cells' centres
     (:func:`~stag_seg.methods.head_grid.labels_on_head_grid`; cells over padding ignored).
-    CoTTA's code instead upsamples the logits to the label (mmseg's decode loss).
+    ``'label'`` (CoTTA's code: mmseg's decode loss against the full-resolution pseudo-label):
+    the same logits bilinearly resized to the pseudo-label's resolution, cross-entropy (mean
+    over every pixel, float32;
+    :func:`~stag_seg.methods.head_grid.label_resolution_cross_entropy`).
 
     After an update that happened (a skipped, non-finite step leaves everything as it was):
     the EMA, then every element of every adapted weight and bias (a parameter name ending in
@@ -108,13 +116,17 @@ class CoTTA(TTAMethod):
         threshold: anchor confidence above which the teacher's plain base-view prediction
             is kept (CoTTA: 0.69, the 5% quantile on Cityscapes less 0.05).
         restore_prob: per-element probability of restoring the source value (CoTTA: 0.01).
+        loss_resolution: ``'head'`` or ``'label'`` (CoTTA's code), see Loss above.
     """
 
     updates = True
 
     def __init__(self, alpha: float = 0.999, threshold: float = 0.69,
-                 restore_prob: float = 0.01) -> None:
+                 restore_prob: float = 0.01, loss_resolution: str = 'head') -> None:
         owner = type(self).__name__
+        check_choice(owner, 'loss_resolution', loss_resolution, LOSS_RESOLUTIONS)
+        self.loss_resolution = loss_resolution
+        self.align_corners = False
         check_number(owner, 'alpha', alpha, low=0, high=1)
         check_number(owner, 'threshold', threshold, low=0, high=1)
         check_number(owner, 'restore_prob', restore_prob, low=0, high=1)
@@ -133,6 +145,7 @@ class CoTTA(TTAMethod):
         from the source weights, before the learner hooks the classifier."""
         model.eval()
         model.requires_grad_(True)
+        self.align_corners = bool(getattr(model, 'align_corners', False))
         self.anchor = frozen_copy(model)
         self.teacher = frozen_copy(model)
 
@@ -179,6 +192,13 @@ class CoTTA(TTAMethod):
         return ctx
 
     def loss(self, ctx: StepContext) -> dict[str, Tensor]:
+        if ctx.logits.dim() != 4:
+            raise RuntimeError('cotta: the classifier was called several times in one forward '
+                               '(slide inference over several windows); its pseudo-labels '
+                               "need one (N, K, h, w) output: use test_cfg mode='whole'")
+        if self.loss_resolution == 'label':
+            return {'loss_cotta': label_resolution_cross_entropy(
+                ctx.logits, ctx.selection, ctx.samples, self.align_corners)}
         return {'loss_cotta': self._student_loss(ctx.logits, ctx.selection, ctx.samples)}
 
     @staticmethod
@@ -213,10 +233,6 @@ class CoTTA(TTAMethod):
     @staticmethod
     def _student_loss(logits: Tensor, labels: list[Tensor], samples: list) -> Tensor:
         """Cross-entropy of the (N, K, h, w) head logits to the labels on the head's grid."""
-        if logits.dim() != 4:
-            raise RuntimeError('cotta: the classifier was called several times in one forward '
-                               '(slide inference over several windows); its pseudo-labels '
-                               "need one (N, K, h, w) output: use test_cfg mode='whole'")
         grid = tuple(logits.shape[-2:])
         targets = torch.stack([labels_on_head_grid(label, grid, s.metainfo)
                                for label, s in zip(labels, samples, strict=True)])

@@ -1,8 +1,14 @@
-"""Full-resolution label maps sampled on the decode head's output grid."""
+"""Where a pseudo-label loss is computed: full-resolution label maps sampled on the decode
+head's output grid (``loss_resolution='head'``), or the head's logits brought to the label's
+resolution (``'label'``, CoTTA's code: mmseg's decode loss)."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+
+#: a method's ``loss_resolution`` choices
+LOSS_RESOLUTIONS = ('head', 'label')
 
 #: target of head cells over the input's padding (``F.cross_entropy``'s default ignore index)
 IGNORE_INDEX = -100
@@ -49,3 +55,37 @@ def labels_on_head_grid(label: Tensor, grid: tuple[int, int], meta: dict,
     out = label.long()[rows][:, cols]
     out[~(rows_in[:, None] & cols_in[None, :])] = ignore_index
     return out
+
+
+def logits_at_label_resolution(logits: Tensor, size: tuple[int, int], meta: dict,
+                               align_corners: bool = False) -> Tensor:
+    """(K, h, w) head logits of one image bilinearly resized to the label's (H, W) ``size``.
+
+    Without padding (CoTTA's case) this is one ``F.interpolate`` from the head's grid to
+    ``size``, as mmseg's decode loss resizes logits to ``gt_semantic_seg``. With padding
+    (``img_padding_size`` / ``padding_size`` in ``meta``), the logits are first resized to
+    the padded input (``batch_input_shape`` or ``pad_shape``), the padding is cropped, and
+    the image part is resized to ``size`` (mmseg's post-processing steps).
+    """
+    left, right, top, bottom = meta.get('img_padding_size', meta.get('padding_size', [0] * 4))
+    x = logits[None]
+    if left or right or top or bottom:
+        padded = meta.get('batch_input_shape', meta.get('pad_shape'))[:2]
+        x = F.interpolate(x, size=tuple(padded), mode='bilinear', align_corners=align_corners)
+        x = x[..., top:padded[0] - bottom, left:padded[1] - right]
+    return F.interpolate(x, size=tuple(size), mode='bilinear', align_corners=align_corners)[0]
+
+
+def label_resolution_cross_entropy(logits: Tensor, labels: list[Tensor], samples: list,
+                                   align_corners: bool = False) -> Tensor:
+    """CoTTA's student loss: cross-entropy (float32, mean over every pixel of every image)
+    of the (N, K, h, w) head logits bilinearly resized to each (H, W) label's resolution
+    (:func:`logits_at_label_resolution`) against the label."""
+    total, count = logits.new_zeros((), dtype=torch.float32), 0
+    for logit, label, sample in zip(logits, labels, samples, strict=True):
+        full = logits_at_label_resolution(logit.float(), tuple(label.shape[-2:]),
+                                          sample.metainfo, align_corners)
+        total = total + F.cross_entropy(full[None], label[None].long().to(full.device),
+                                        reduction='sum')
+        count += label.numel()
+    return total / count

@@ -10,4 +10,8 @@ cotta_pipeline = [
     {{_base_.cotta_views}},
 ]
 stream_dataloader = dict(dataset=dict(pipeline=cotta_pipeline))
-stream_loop = dict(method=dict(type='cotta', alpha=0.999, threshold=0.69, restore_prob=0.01))
+# As CoTTA's code: a new Adam at each domain visit (single_gpu_cotta runs once per domain and
+# round), the student's loss on its logits resized to the pseudo-label's full resolution
+stream_loop = dict(method=dict(type='cotta', alpha=0.999, threshold=0.69, restore_prob=0.01,
+                               loss_resolution='label'),
+                   optimizer_reset='domain')
