@@ -66,8 +66,9 @@ def _safe_first(load: Callable[[bool], Any], source: str) -> Any:
                   f'{TRUST_FLAG} asks', logger='current', level=logging.WARNING)
         return load(False)
     except Exception as err:             # torch's unpickler on a file that is no checkpoint
+        cause = str(err).split('. ')[0].splitlines()[0] if str(err) else ''   # one line
         raise ValueError(f'{source}: not a PyTorch checkpoint ({type(err).__name__}: '
-                         f'{err})') from None
+                         f'{cause})') from None
 
 
 def load_from_local(filename: str, map_location: Any = None) -> Any:
