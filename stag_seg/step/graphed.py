@@ -34,8 +34,9 @@ MAX_CAPTURES = 4
 def graph_blocker(method, plugins, optimizer, wrapper, amp: str | None) -> str | None:
     """Why the step of ``method`` + ``plugins`` cannot be captured, or None if it can."""
     if not getattr(method, 'capturable', False):
-        return (f'{type(method).__name__} decides on the host during its step (filters, '
-                'extra passes, a teacher)')
+        return (f'{type(method).__name__} is not capturable with these options (its step '
+                'decides on the host or works outside the one captured forward: filters, '
+                'extra passes, a teacher, a loss at the label\'s resolution)')
     blocked = [type(p).__name__ for p in plugins if not getattr(p, 'capturable', False)]
     if blocked:
         return f'plug-in(s) {", ".join(blocked)} do not declare capturable = True'
