@@ -27,19 +27,25 @@ def quiet_warnings() -> None:
     logging.getLogger('py.warnings').setLevel(logging.ERROR)
 
 
-def resume_command(argv: list[str], program: str | None = None) -> str:
-    """The command line that continues this run: the same command (``program``, default
-    ``sys.argv[0]``: the clone's tools/test_tta.py, the ``stag-tta`` console command, or
-    ``python -m stag_seg.commands.test_tta``), the same arguments and ``--resume``."""
+def command_line(tool: str, console: str, args: list[str], program: str | None = None) -> str:
+    """``args`` after the command that started this process (``program``, default
+    ``sys.argv[0]``) as the user can type it again: the clone's ``tools/<tool>.py``, the
+    ``console`` command (e.g. ``stag-tta``), or ``python -m stag_seg.commands.<tool>``."""
     program = osp.normpath(sys.argv[0] if program is None else program)
-    if program.split(osp.sep)[-2:] == ['tools', 'test_tta.py']:
-        head = ['python', 'tools/test_tta.py']
-    elif osp.basename(program) == 'stag-tta':
-        head = ['stag-tta']
+    if program.split(osp.sep)[-2:] == ['tools', f'{tool}.py']:
+        head = ['python', f'tools/{tool}.py']
+    elif osp.basename(program) == console:
+        head = [console]
     else:
-        head = ['python', '-m', 'stag_seg.commands.test_tta']
+        head = ['python', '-m', f'stag_seg.commands.{tool}']
+    return shlex.join([*head, *args])
+
+
+def resume_command(argv: list[str], program: str | None = None) -> str:
+    """The command line that continues this run: the same command and arguments, and
+    ``--resume``."""
     resume = [] if '--resume' in argv else ['--resume']
-    return shlex.join([*head, *argv, *resume])
+    return command_line('test_tta', 'stag-tta', [*argv, *resume], program)
 
 
 def run_cli(args: argparse.Namespace, argv: list[str] | None = None) -> int:

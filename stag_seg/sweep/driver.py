@@ -9,6 +9,7 @@ import shlex
 import sys
 from collections.abc import Callable
 
+from stag_seg.engine.cli import command_line
 from stag_seg.files import write_text_atomic
 from stag_seg.reports.records import load_records
 from stag_seg.sweep.aggregate import RunScores, run_scores
@@ -35,16 +36,8 @@ class SweepInterrupted(SweepError):
 
 def sweep_command(args: list[str], program: str | None = None) -> str:
     """``args`` after the command the sweep was started with (``program``, default
-    ``sys.argv[0]``): the clone's tools/sweep.py, the ``stag-sweep`` console command, or
-    ``python -m stag_seg.commands.sweep``."""
-    program = osp.normpath(sys.argv[0] if program is None else program)
-    if program.split(osp.sep)[-2:] == ['tools', 'sweep.py']:
-        head = ['python', 'tools/sweep.py']
-    elif osp.basename(program) == 'stag-sweep':
-        head = ['stag-sweep']
-    else:
-        head = ['python', '-m', 'stag_seg.commands.sweep']
-    return shlex.join([*head, *args])
+    ``sys.argv[0]``): the clone's tools/sweep.py, ``stag-sweep``, or ``python -m``."""
+    return command_line('sweep', 'stag-sweep', args, program)
 
 
 def default_out_dir(spec: SweepSpec) -> str:
