@@ -12,7 +12,7 @@ from torch import nn
 from stag_seg.methods.base import TTAMethod
 from stag_seg.plugins.base import TTAPlugin, check_plugins_join
 from stag_seg.step.context import StepContext, StepResult
-from stag_seg.step.graphed import GraphedStep, graph_blocker
+from stag_seg.step.graphed import GraphedStep, graph_blocker, zero_optimizer_state
 from stag_seg.step.learner import Learner
 from stag_seg.step.optim import DEFAULT_OPTIMIZER
 from stag_seg.step.timing import phase
@@ -158,13 +158,8 @@ class TTAAdapter(Learner):
         if self.optim_wrapper is None:
             return
         if self.graphed is not None:
-            # zeroed in place, as the capture leaves a state its warm-up created: the captured
-            # graph keeps its tensors, and zero moments with step 0 are Adam's fresh state
-            with torch.no_grad():
-                for state in self.optim_wrapper.optimizer.state.values():
-                    for value in state.values():
-                        if isinstance(value, torch.Tensor):
-                            value.zero_()
+            # zeroed in place: the captured graph keeps its tensors
+            zero_optimizer_state(self.optim_wrapper.optimizer.state.values())
             return
         self.optim_wrapper.load_state_dict(copy.deepcopy(self.fresh_optimizer))
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor, nn
@@ -144,15 +144,22 @@ class GraphedStep:
         with torch.no_grad():
             for tensor, value in saved:
                 tensor.copy_(value)
-            for param, state in self.optimizer.state.items():
-                if id(param) not in had_state:      # created by the warm-up: fresh again
-                    for value in state.values():
-                        if isinstance(value, Tensor):
-                            value.zero_()
+        zero_optimizer_state(s for p, s in self.optimizer.state.items()   # made by the warm-up
+                             if id(p) not in had_state)
         self.graph, self.key, self.outputs = graph, key, outputs
         self.captures += 1
         self.logger.info(f'test_cfg.cuda_graph: captured the step for input '
                          f'{tuple(inputs.shape)} ({self.warmup} warm-up steps, state restored)')
+
+
+def zero_optimizer_state(states: Iterable[dict]) -> None:
+    """Zeroes every tensor of these per-parameter optimizer states in place: Adam's fresh
+    state (no moments, step 0), kept at the addresses a captured graph uses."""
+    with torch.no_grad():
+        for state in states:
+            for value in state.values():
+                if isinstance(value, Tensor):
+                    value.zero_()
 
 
 @contextlib.contextmanager
