@@ -127,10 +127,7 @@ class TTAAdapter(Learner):
         self._loss_names = tuple(ctx.losses)
         loss = sum(ctx.losses.values())
         loss.backward()
-        grads = [p.grad for p in self.params if p.grad is not None]
-        finite = torch.isfinite(loss)
-        if grads:
-            finite = finite & torch.isfinite(torch.nn.utils.get_total_norm(grads))
+        finite = self.finite(loss)
         optimizer = self.optim_wrapper.optimizer
         self._found_inf.copy_((~finite).float())
         optimizer.found_inf = self._found_inf        # the fused update skips on device

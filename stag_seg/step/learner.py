@@ -192,11 +192,16 @@ class Learner:
             wrapper = self.optim_wrapper
             loss = sum(ctx.losses.values())
             wrapper.backward(wrapper.scale_loss(loss))
-            grads = [p.grad for p in self.params if p.grad is not None]
-            finite = torch.isfinite(loss)
-            if grads:
-                finite = finite & torch.isfinite(torch.nn.utils.get_total_norm(grads))
-            return bool(finite)
+            return bool(self.finite(loss))
+
+    def finite(self, loss: torch.Tensor) -> torch.Tensor:
+        """Whether ``loss`` and the trainable parameters' gradients are finite: a device bool
+        (no host synchronisation)."""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        finite = torch.isfinite(loss)
+        if grads:
+            finite = finite & torch.isfinite(torch.nn.utils.get_total_norm(grads))
+        return finite
 
     def apply_update(self, ctx: StepContext, finite: bool) -> bool:
         """The optimizer step on the gradients if ``finite``; otherwise the step is skipped,
