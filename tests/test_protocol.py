@@ -1,8 +1,11 @@
 """CoTTA's Cityscapes->ACDC protocol, point by point, against computations written from its
 code: a fresh optimizer at each domain visit, TENT in eval mode, the loss at the label's
-resolution."""
+resolution, the views resized from the original image, slide inference of the teacher's views."""
+import contextlib
 import copy
+import logging
 
+import cv2
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,9 +15,11 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.hooks import Hook
 from mmengine.registry import init_default_scope
+from mmseg.models.utils import resize
 from mmseg.registry import DATASETS, HOOKS, MODELS
 from torch import nn
 
+from stag_seg.datasets.tta_views import BASE_VIEW_KEY, MultiScaleFlipViews, split_views
 from stag_seg.engine.adapter import TTAAdapter
 from stag_seg.engine.config import check_loop_options, run_fingerprint
 from stag_seg.methods.cotta import CoTTA
@@ -22,6 +27,7 @@ from stag_seg.methods.head_grid import label_resolution_cross_entropy
 from stag_seg.methods.tent import TentPseudoLabel
 from stag_seg.plugins import TTAPlugin
 from stag_seg.reports import load_records
+from stag_seg.step.graphed import GraphedInference
 
 init_default_scope('mmseg')
 DOMAINS = [dict(name='fog')]
@@ -265,3 +271,156 @@ def test_optimizer_reset_of_the_captured_step_equals_a_fresh_optimizer(acdc):
     for adapter in adapters:
         states = adapter.optim_wrapper.optimizer.state.values()
         assert states and all(float(s['step']) == 1 for s in states)
+
+
+# ------------------------------------------------------------- CoTTA's views and slide inference
+def _imrescale_as_mmcv1(img, scale: tuple[int, int]):
+    """mmcv 1.x's ``imrescale(img, scale)`` (mmseg 0.x's ``Resize(keep_ratio=True)``): fit
+    (w, h) = ``scale`` keeping the ratio (long side to the long side's bound, short to the
+    short's, the smaller factor), sizes rounded half up, cv2 bilinear."""
+    h, w = img.shape[:2]
+    factor = min(max(scale) / max(h, w), min(scale) / min(h, w))
+    size = (int(w * factor + 0.5), int(h * factor + 0.5))
+    return cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
+
+
+def _views_batch(data_root: str, views: dict, indices=(0, 1)) -> dict:
+    """Fog images with CoTTA's views made from the loaded image (no Resize before them)."""
+    pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadExactAnnotations'), views]
+    dataset = DATASETS.build(dict(type='ACDCDataset', data_root=data_root, condition='fog',
+                                  pipeline=pipeline))
+    return pseudo_collate([dataset[i] for i in indices])
+
+
+def test_cotta_views_are_resized_from_the_original_image(tmp_path):
+    """Each view is mmseg 0.x's MultiScaleFlipAug of the loaded image, as CoTTA makes it: the
+    original resized to fit (int(w r), int(h r)) (mmcv 1.x's imrescale), then flipped; ratios
+    outermost; the base view (ratio 1.0, not flipped) is the image every method sees
+    (Resize(scale, keep_ratio=True) of the original), and the label is on it alone, at the
+    original resolution."""
+    root = make_acdc_tree(str(tmp_path / 'acdc'), conditions=('fog',), size=(150, 85))
+    ratios = [0.5, 0.75, 1.0, 1.25, 1.75]
+    scale = (64, 36)
+    batch = _views_batch(root, dict(type='MultiScaleFlipViews', scale=scale, ratios=ratios))
+    views, base = split_views(batch)
+    assert len(views) == 2 * len(ratios) and base == 2 * ratios.index(1.0)
+    dataset = DATASETS.build(dict(type='ACDCDataset', data_root=root, condition='fog',
+                                  pipeline=[dict(type='LoadImageFromFile')]))
+    for n in range(2):
+        path = dataset[n]['img_path']
+        original = cv2.imread(path, cv2.IMREAD_COLOR)                # BGR, as mmcv loads it
+        for r, ratio in enumerate(ratios):
+            expected = _imrescale_as_mmcv1(original, (int(scale[0] * ratio),
+                                                      int(scale[1] * ratio)))
+            for f, flipped in enumerate((expected, expected[:, ::-1])):
+                view = views[2 * r + f]
+                image = view['inputs'][n].permute(1, 2, 0).numpy()
+                assert image.shape == flipped.shape, (ratio, f)
+                assert (image == flipped).all(), (ratio, f)
+                sample = view['data_samples'][n]
+                assert sample.img_path == path and sample.ori_shape == (85, 150)
+                assert sample.metainfo[BASE_VIEW_KEY] == (2 * r + f == base)
+                assert ('gt_sem_seg' in sample) == (2 * r + f == base)
+        # the base view is what Resize(scale, keep_ratio=True) gives every other method
+        resized = DATASETS.build(dict(type='ACDCDataset', data_root=root, condition='fog',
+                                      pipeline=[dict(type='LoadImageFromFile'),
+                                                dict(type='Resize', scale=scale,
+                                                     keep_ratio=True)]))[n]['img']
+        assert (views[base]['inputs'][n].permute(1, 2, 0).numpy() == resized).all()
+        label = cv2.imread(path.replace('/rgb_anon/', '/gt/')
+                           .replace('_rgb_anon.png', '_gt_labelTrainIds.png'),
+                           cv2.IMREAD_UNCHANGED)
+        assert label is not None
+        assert torch.equal(views[base]['data_samples'][n].gt_sem_seg.data[0],
+                           torch.from_numpy(label.astype('int64')))
+
+
+def test_multi_scale_flip_views_check_their_options():
+    assert len(MultiScaleFlipViews(scale=(64, 32), ratios=[0.5, 1.0], flip=False).subroutines) \
+        == 2
+    with pytest.raises(ValueError, match=r'MultiScaleFlipViews: ratios \[0\.5, 2\.0\] have no '
+                                         r'1\.0'):
+        MultiScaleFlipViews(scale=(64, 32), ratios=[0.5, 2.0])
+    with pytest.raises(ValueError, match=r'MultiScaleFlipViews: scale must be \(w, h\)'):
+        MultiScaleFlipViews(scale=(64,), ratios=[1.0])
+    with pytest.raises(ValueError, match=r'MultiScaleFlipViews: ratios must be'):
+        MultiScaleFlipViews(scale=(64, 32), ratios=[1.0, -1])
+
+
+class ClassifierCalls:
+    """Counts the calls of a module (a hook), e.g. a head's classifier per window."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.count = 0
+        module.register_forward_hook(self._hook)
+
+    def _hook(self, *_) -> None:
+        self.count += 1
+
+
+def test_cotta_teacher_views_infer_in_slide_mode_and_the_student_whole(tmp_path):
+    """With CoTTA's slide test_cfg, the pseudo-label is made as in CoTTA's code: the anchor's
+    base-view confidence, and per view the teacher's mmseg ``slide_inference`` (views larger
+    than the crop as several windows), resized to the original, flipped back, softmax, summed
+    and divided by the number of views; the student's loss is on one whole-image forward of
+    the base view."""
+    root = make_acdc_tree(str(tmp_path / 'acdc'), conditions=('fog',), size=(300, 170))
+    ratios = [0.5, 1.0, 1.5, 2.0]
+    batch = _views_batch(root, dict(type='MultiScaleFlipViews', scale=(128, 72), ratios=ratios))
+    model = _tiny_model_with_source_statistics()
+    model.test_cfg = Config(dict(mode='slide', crop_size=(80, 80), stride=(60, 60)))
+    reference = copy.deepcopy(model).eval()
+    recorder = LossRecorder()
+    adapter = TTAAdapter(model, CoTTA(threshold=0.2), plugins=[recorder],
+                         optimizer=dict(type='Adam', lr=1e-3))
+    windows = ClassifierCalls(adapter.method.teacher.decode_head.conv_seg)
+    result = adapter.step(copy.deepcopy(batch), adapt=True)
+
+    views, base = split_views(batch)
+    grids = [((h - 80 + 59) // 60 + 1) * ((w - 80 + 59) // 60 + 1)
+             for h, w in (v['inputs'][0].shape[-2:] for v in views)]
+    assert max(grids) > 1 and windows.count == sum(grids)        # slid, one call per window
+    with torch.no_grad():
+        total, plain = 0, None
+        for index, view in enumerate(views):                       # single_gpu_cotta's teacher
+            data = reference.data_preprocessor(copy.deepcopy(view), False)
+            metas = [s.metainfo for s in data['data_samples']]
+            logits = reference.slide_inference(data['inputs'], metas)
+            full = resize(logits, size=(170, 300), mode='bilinear', align_corners=False)
+            probs = F.softmax(full, dim=1)
+            if metas[0]['flip']:
+                probs = probs.flip(dims=(3,))
+            total = total + probs
+            if index == base:
+                plain = probs.argmax(1)
+        mean = total / len(views)
+        data = reference.data_preprocessor(copy.deepcopy(views[base]), False)
+        anchor = reference.slide_inference(data['inputs'], [s.metainfo for s in
+                                                            data['data_samples']])
+        confidence = F.softmax(resize(anchor, size=(170, 300), mode='bilinear',
+                                      align_corners=False), dim=1).amax(1)
+        expected = torch.where(confidence > 0.2, plain, mean.argmax(1))
+        student = reference.decode_head(reference.extract_feat(data['inputs']))
+    assert 0 < int((confidence > 0.2).sum()) < confidence.numel()  # both branches are used
+    labels = torch.stack([s.pred_sem_seg.data[0] for s in result.outputs])
+    assert torch.equal(labels, expected)
+    losses, logits = recorder.steps[0]
+    torch.testing.assert_close(logits, student)                    # one whole forward
+    torch.testing.assert_close(losses['loss_cotta'], adapter.method._student_loss(
+        student, list(expected), views[base]['data_samples']))
+
+
+def test_graphed_inference_leaves_slide_forwards_eager(caplog):
+    """A model in slide mode is never captured (its windows are decided per view): None (run
+    eager) and one logged line, before anything CUDA is touched."""
+    model = _tiny_model_with_source_statistics()
+    model.test_cfg = Config(dict(mode='slide', crop_size=(40, 40), stride=(30, 30)))
+    graphed = GraphedInference(contextlib.nullcontext, logger=logging.getLogger('graphs'))
+    inputs = torch.zeros(1, 3, 36, 64)
+    with caplog.at_level(logging.INFO, logger='graphs'):
+        for _ in range(2):
+            assert graphed(model, inputs, [dict(img_shape=(36, 64))]) is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "cuda_graph: the forwards of EncoderDecoder run eager (test_cfg mode='slide': windows "
+        'decided per view)']
+    assert not graphed.graphs

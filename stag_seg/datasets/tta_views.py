@@ -1,6 +1,9 @@
-"""Test-time-augmented views in the stream: mmcv's ``TestTimeAug`` with the label kept once,
-and a collated batch of views split into one batch per view."""
+"""Test-time-augmented views in the stream: mmcv's ``TestTimeAug`` with the label kept once
+(CoTTA's multi-scale-flip views made from the loaded image), and a collated batch of views
+split into one batch per view."""
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from mmcv.transforms import TestTimeAug
 from mmseg.datasets.transforms import PackSegInputs
@@ -28,9 +31,21 @@ class TestTimeAugSharedLabel(TestTimeAug):
     ``prob=0.0``); its metainfo ``tta_base_view`` is True, False on the others. Views without
     such a view are an error naming the image.
 
+    ``base_view`` (an index into the views) names the base view instead: the view the adapted
+    model is trained on when every view is made from the loaded image, none of them unchanged
+    (:class:`MultiScaleFlipViews`).
+
     Returns ``{'inputs': [V tensors], 'data_samples': [V SegDataSample]}`` (``TestTimeAug``'s
     form; the loader collates it to V lists of N).
     """
+
+    def __init__(self, transforms: list, base_view: int | None = None) -> None:
+        super().__init__(transforms)
+        if base_view is not None and not 0 <= base_view < len(self.subroutines):
+            raise ValueError(f'{type(self).__name__}: base_view={base_view!r} is not one of '
+                             f'the {len(self.subroutines)} views (0 to '
+                             f'{len(self.subroutines) - 1})')
+        self.base_view = base_view
 
     def transform(self, results: dict) -> dict:
         label = results.pop('gt_seg_map', None)
@@ -39,9 +54,10 @@ class TestTimeAugSharedLabel(TestTimeAug):
         shape = tuple(results['img'].shape[:2])
         views = super().transform(results)
         samples = views['data_samples']
-        base = next((i for i, s in enumerate(samples)
-                     if tuple(s.img_shape[:2]) == shape and not s.metainfo.get('flip', False)),
-                    None)
+        base = self.base_view
+        if base is None:
+            base = next((i for i, s in enumerate(samples) if tuple(s.img_shape[:2]) == shape
+                         and not s.metainfo.get('flip', False)), None)
         if base is None:
             raise ValueError(
                 f'{type(self).__name__}: none of the {len(samples)} views of '
@@ -54,6 +70,47 @@ class TestTimeAugSharedLabel(TestTimeAug):
             packed = PackSegInputs(meta_keys=())(dict(gt_seg_map=label))
             samples[base].gt_sem_seg = packed['data_samples'].gt_sem_seg
         return views
+
+
+@TRANSFORMS.register_module()
+class MultiScaleFlipViews(TestTimeAugSharedLabel):
+    """CoTTA's views: mmseg 0.x's ``MultiScaleFlipAug`` (``img_scale``, ``img_ratios``,
+    ``flip``) on the loaded image, the label kept once.
+
+    Each view is the loaded (original, e.g. 1920x1080) image resized, keeping its ratio, to fit
+    ``(int(w * r), int(h * r))`` for ``(w, h) = scale`` and each ratio ``r`` (mmcv's
+    ``imrescale``, bilinear: what mmseg 0.x's ``Resize(keep_ratio=True)`` does), then, with
+    ``flip``, also flipped horizontally; ratios outermost: (r0, no flip), (r0, flip), (r1, ...
+    The base view, the adapted model's input, is ratio 1.0 without flip: the same image as
+    ``Resize(scale=scale, keep_ratio=True)`` gives every other method. Put it last in the stream
+    pipeline, after ``LoadImageFromFile`` and ``LoadExactAnnotations`` (no ``Resize`` before it).
+
+    Args:
+        scale: (w, h) of the base view.
+        ratios: the views' scales relative to ``scale``; must contain 1.0.
+        flip: add each view flipped horizontally.
+    """
+
+    def __init__(self, scale: Sequence[int], ratios: Sequence[float], flip: bool = True) -> None:
+        name = type(self).__name__
+        if (not isinstance(scale, (list, tuple)) or len(scale) != 2
+                or not all(isinstance(v, int) and v > 0 for v in scale)):
+            raise ValueError(f'{name}: scale must be (w, h), two positive ints, got {scale!r}')
+        if (not isinstance(ratios, (list, tuple)) or not ratios
+                or not all(isinstance(r, (int, float)) and r > 0 for r in ratios)):
+            raise ValueError(f'{name}: ratios must be a non-empty list of positive numbers, '
+                             f'got {ratios!r}')
+        if 1.0 not in ratios:
+            raise ValueError(f'{name}: ratios {list(ratios)} have no 1.0, the base view the '
+                             'adapted model is trained on')
+        w, h = scale
+        flips = [dict(type='RandomFlip', prob=p, direction='horizontal')
+                 for p in ((0.0, 1.0) if flip else (0.0,))]
+        resizes = [dict(type='Resize', scale=(int(w * r), int(h * r)), keep_ratio=True)
+                   for r in ratios]
+        super().__init__([resizes, flips, [dict(type='PackSegInputs')]],
+                         base_view=list(ratios).index(1.0) * len(flips))
+        self.scale, self.ratios, self.flip = tuple(scale), list(ratios), flip
 
 
 def split_views(batch: dict) -> tuple[list[dict], int]:

@@ -69,13 +69,20 @@ class CoTTA(TTAMethod):
     source's in all three models.
 
     Views. The stream pipeline makes them with mmcv's ``TestTimeAug``
-    (:class:`~stag_seg.datasets.tta_views.TestTimeAugSharedLabel`,
-    ``configs/_base_/datasets/cotta_views.py``): the base view is exactly the input every
-    method sees (``Resize`` to 960x540 keeping the ratio); the 14 views scale it by 0.5 ... 2.0
-    (ratios relative to it), each without and with a horizontal flip; the base view is
-    flagged in its metainfo. The label is decoded once and packed once, on the base view only,
-    at full resolution (the loader then holds 14 uint8 images, ~39 MB for a 960x540 base,
-    plus one label). A batch without views is one view (the ensemble is the base view).
+    (:class:`~stag_seg.datasets.tta_views.MultiScaleFlipViews`,
+    ``configs/_base_/datasets/cotta_views.py``), as CoTTA's code (mmseg 0.x's
+    ``MultiScaleFlipAug``): the loaded original image resized to fit 960x540 times 0.5 ... 2.0,
+    each without and with a horizontal flip; the base view (ratio 1.0, no flip) is exactly
+    the input every method sees and is flagged in its metainfo. The label is decoded once and
+    packed once, on the base view only, at full resolution (the loader then holds 14 uint8
+    images, ~39 MB for a 960x540 base, plus one label). A batch without views is one view
+    (the ensemble is the base view).
+
+    Inference. The teacher and the anchor infer with the model's ``test_cfg`` (CoTTA's
+    configs: ``mode='slide'``, crop 1024, stride 768: a view larger than the crop runs as
+    several windows, averaged where they overlap, mmseg's ``slide_inference``); the student's
+    update forward is always one whole-image forward of the base view (CoTTA's
+    ``forward_train``).
 
     Pseudo-label and scored prediction (one and the same, at the label's full resolution, as
     CoTTA scores it). The teacher predicts every view; mmseg's post-processing steps
@@ -183,7 +190,7 @@ class CoTTA(TTAMethod):
             label = torch.where(conf > self.threshold, own, mean)
             sample.set_data({'pred_sem_seg': PixelData(data=label[None])})
             labels.append(label)
-        ctx = (learner.forward(views[base], grad=True, predict=False) if adapt
+        ctx = (learner.forward(views[base], grad=True, predict=False, whole=True) if adapt
                else StepContext(outputs=outputs, batch=views[base]))
         ctx.outputs = outputs
         ctx.selection = labels
@@ -193,9 +200,8 @@ class CoTTA(TTAMethod):
 
     def loss(self, ctx: StepContext) -> dict[str, Tensor]:
         if ctx.logits.dim() != 4:
-            raise RuntimeError('cotta: the classifier was called several times in one forward '
-                               '(slide inference over several windows); its pseudo-labels '
-                               "need one (N, K, h, w) output: use test_cfg mode='whole'")
+            raise RuntimeError('cotta: the classifier was called several times in the student\'s '
+                               'forward; its loss needs one (N, K, h, w) output')
         if self.loss_resolution == 'label':
             return {'loss_cotta': label_resolution_cross_entropy(
                 ctx.logits, ctx.selection, ctx.samples, self.align_corners)}

@@ -186,11 +186,18 @@ def capture_safe_autocast(device_type: str, dtype: torch.dtype | None):
         yield
 
 
+def slides(model: nn.Module) -> bool:
+    """Whether ``model`` infers in mmseg's slide mode (``test_cfg.mode == 'slide'``)."""
+    test_cfg = getattr(model, 'test_cfg', None) or {}
+    return test_cfg.get('mode', 'whole') == 'slide'
+
+
 class GraphedInference:
     """No-grad forwards (``model.inference``) captured per (model, input shape) and replayed:
     the scored forward of methods that do not update (source, BN-adapt), stages without
     updates, and CoTTA's anchor and teacher over its views. The graphs share one memory pool
-    (they run one after another); each keeps its own static input and output.
+    (they run one after another); each keeps its own static input and output. A model in
+    slide mode (CoTTA's protocol configs) runs eager, with one logged line.
 
     Args:
         autocast: ``autocast()`` context factory of the forward's precision (capture-safe).
@@ -204,6 +211,7 @@ class GraphedInference:
         self.max_graphs = max_graphs
         self.logger = logger or logging.getLogger(__name__)
         self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, Tensor, Tensor]] = {}
+        self.eager: set[int] = set()
         self.pool = None
 
     def __call__(self, model: nn.Module, inputs: Tensor, metas: list[dict]) -> Tensor | None:
@@ -212,6 +220,12 @@ class GraphedInference:
         key = (id(model), batch_key(inputs, metas))
         entry = self.graphs.get(key)
         if entry is None:
+            if slides(model):
+                if id(model) not in self.eager:
+                    self.eager.add(id(model))
+                    self.logger.info(f'cuda_graph: the forwards of {type(model).__name__} run '
+                                     "eager (test_cfg mode='slide': windows decided per view)")
+                return None
             if len(self.graphs) >= self.max_graphs:
                 return None
             entry = self._capture(model, inputs, metas)

@@ -95,7 +95,8 @@ class Learner:
         """The forward's precision without autocast's weight cache (safe in a CUDA graph)."""
         return capture_safe_autocast(self.device.type, self.amp_dtype)
 
-    def forward(self, batch: dict, grad: bool, predict: bool = True) -> StepContext:
+    def forward(self, batch: dict, grad: bool, predict: bool = True,
+                whole: bool = False) -> StepContext:
         """One forward of the adapted model on ``batch``.
 
         Returns the step context with the samples, the predictions (``pred_sem_seg`` at the
@@ -103,11 +104,13 @@ class Learner:
         prediction is not scored, e.g. SAR's second pass, skips the full-resolution work;
         otherwise ``outputs`` are the samples) and, for a grad-mode forward, the tapped
         classifier logits (and features). A grad-mode forward in which the classifier is
-        never called is an error naming the path and the plug-ins.
+        never called is an error naming the path and the plug-ins. ``whole``: the whole
+        image in one forward whatever the model's ``test_cfg.mode`` (CoTTA's student, whose
+        teacher slides).
         """
         with phase('forward'):
             self.tap.clear()
-            seg_logits, samples = self.infer(self.model, batch, grad)
+            seg_logits, samples = self.infer(self.model, batch, grad, whole=whole)
             outputs = (self.postprocess(self.model, seg_logits.detach().float(), samples)
                        if predict else samples)
             ctx = StepContext(outputs=outputs, batch=batch, samples=samples,
@@ -130,15 +133,19 @@ class Learner:
         self.tap.clear()
         return tapped
 
-    def infer(self, model: nn.Module, batch: dict, grad: bool) -> tuple[torch.Tensor, list]:
+    def infer(self, model: nn.Module, batch: dict, grad: bool,
+              whole: bool = False) -> tuple[torch.Tensor, list]:
         """``model``'s forward: (N, K, h, w) logits at the input's size, and the samples.
-        With ``cuda_graph``, a no-grad forward replays its captured graph (the logits are then
-        a static tensor, valid until that graph's next replay)."""
+        mmseg's ``inference`` (``test_cfg.mode``: whole or slide), or with ``whole`` its
+        ``whole_inference``. With ``cuda_graph``, a no-grad forward replays its captured graph
+        (the logits are then a static tensor, valid until that graph's next replay)."""
         with phase('forward'):
             with torch.set_grad_enabled(grad), self.autocast():
                 data = model.data_preprocessor(batch, False)
                 samples = data['data_samples']
                 metas = [s.metainfo for s in samples]
+                if whole:
+                    return model.whole_inference(data['inputs'], metas), samples
                 if not grad and self.graphed_inference is not None:
                     logits = self.graphed_inference(model, data['inputs'], metas)
                     if logits is not None:

@@ -1,11 +1,12 @@
 # The Cityscapes -> ACDC stream (acdc_continual.py) with CoTTA's 14 test-time-augmented views
-# (cotta_views.py) after the stream's own steps: the base view (Resize to 960x540 keeping the
-# ratio) and the label at full resolution, exactly as every other method gets them.
+# (cotta_views.py), made from the loaded 1920x1080 image as in CoTTA's code; the base view
+# (960x540 keeping the ratio) and the label at full resolution are exactly what every other
+# method gets. A model config using it sets its model's test_cfg to cotta_test_cfg (CoTTA's
+# slide inference of the views).
 _base_ = ['./acdc_continual.py', './cotta_views.py']
 
 cotta_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(960, 540), keep_ratio=True),
     dict(type='LoadExactAnnotations'),
     {{_base_.cotta_views}},
 ]
