@@ -22,7 +22,13 @@ from stag_seg.benchmark.isolation import run_in_fresh_process
 from stag_seg.benchmark.loop_timing import SPLIT, IterationTimer, iteration_split
 from stag_seg.benchmark.memory import MB, BackwardMark, persistent_bytes, step_peak_bytes
 from stag_seg.benchmark.method_configs import find_stream_config
-from stag_seg.benchmark.report import BF16_TARGET, LOOP_TARGET, NO_GPU, POSTPROCESS_TARGET_MS
+from stag_seg.benchmark.report import (
+    BF16_TARGET,
+    LOOP_TARGET,
+    NO_GPU,
+    POSTPROCESS_TARGET_MS,
+    format_notes,
+)
 from stag_seg.benchmark.step_timing import (
     AdapterStep,
     build_steps,
@@ -36,6 +42,7 @@ from stag_seg.benchmark.variants import (
     speed_name,
     stag_name,
 )
+from stag_seg.datasets.tta_views import split_views
 from stag_seg.engine.adapter import TTAAdapter
 from stag_seg.methods.norm import norm_affine_params
 from stag_seg.registry import TTA_METHODS
@@ -413,3 +420,45 @@ def test_help_documents_the_options(monkeypatch, capsys):
         assert option in out
     args = tool.parse_args(['--speed', '--methods', 'tent'])
     assert args.speed == [] and args.methods == ['tent']
+
+
+#: CoTTA's protocol on the tiny model: 2 views (x1.0 and x1.5) made from the original image,
+#: the teacher sliding with a crop smaller than the x1.5 view
+TINY_COTTA_PROTOCOL = """_base_ = [{tiny!r}]
+test_dataloader = dict(dataset=dict(pipeline=[
+    dict(type='LoadImageFromFile'), dict(type='LoadExactAnnotations'),
+    dict(type='MultiScaleFlipViews', scale=(960, 540), ratios=[1.0, 1.5], flip=False)]))
+model = dict(test_cfg=dict(_delete_=True, mode='slide', crop_size=(64, 64), stride=(48, 48)))
+test_cfg = dict(method=dict(type='cotta'))
+"""
+
+
+def test_cotta_batch_has_views_from_the_original_and_its_variant_slides(tmp_path):
+    """A CoTTA stream config whose views are made from the original image: its batch is made
+    from a synthetic original twice the input size (the base view at the input size, the
+    label at the original's), its variant's model slides as its config says (one classifier
+    call per window), and the notes say both."""
+    config = tmp_path / 'tiny_cotta.py'
+    config.write_text(TINY_COTTA_PROTOCOL.format(tiny=TINY_CONFIG))
+    variants = build_variants(TINY_CONFIG, ['cotta'], method_configs={'cotta': str(config)})
+    cotta = next(v for v in variants if v.name == 'cotta')
+    assert cotta.model_test_cfg == dict(mode='slide', crop_size=(64, 64), stride=(48, 48))
+    assert next(v for v in variants if v.name == BASELINE).model_test_cfg is None
+    steps = build_steps(TINY_CONFIG, SIZE, torch.device('cpu'), [cotta], calibrate=False)
+    step = steps['cotta']
+    views = [v['inputs'][0].shape[-2:] for v in split_views(step.batch)[0]]
+    assert views == [SIZE, (54, 96)]
+    label = step.base_batch['data_samples'][0]
+    assert label.ori_shape == (2 * SIZE[0], 2 * SIZE[1])
+    assert label.gt_sem_seg.data.shape[-2:] == (2 * SIZE[0], 2 * SIZE[1])
+    assert step.model.test_cfg.mode == 'slide'
+    windows = []
+    step.adapter.method.teacher.decode_head.conv_seg.register_forward_hook(
+        lambda *_: windows.append(1))
+    assert step.step().updated
+    assert len(windows) == 1 + 2                 # the x1.0 view fits the crop, x1.5 in 2
+    row = {'variant': 'cotta', 'views': 2, 'steps': 1, 'views_from_original': True,
+           'model_test_cfg': cotta.model_test_cfg}
+    notes = '\n'.join(format_notes({'variants': [row]}))
+    assert 'views made from an original image twice the input size' in notes
+    assert 'slide mode (crop (64, 64), stride (48, 48)' in notes

@@ -52,8 +52,19 @@ def test_config_is_the_acdc_stream_with_its_method(path):
     dataset = cfg.test_dataloader.dataset
     assert dataset.type == 'ACDCDataset' and dataset.split == 'train'
     assert cfg.test_dataloader.batch_size == 1
-    assert {'type': 'Resize', 'scale': (960, 540), 'keep_ratio': True} in dataset.pipeline
     assert 'SyncBN' not in cfg.pretty_text
+    if method.startswith('cotta'):
+        # CoTTA's code: the views from the loaded image (its base view: 960x540 keeping the
+        # ratio), the teacher's views in slide mode with CoTTA's crop and stride
+        assert dataset.pipeline[-1] == dict(
+            type='MultiScaleFlipViews', scale=(960, 540), flip=True,
+            ratios=[0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0])
+        assert not [t for t in dataset.pipeline if t.type == 'Resize']
+        assert cfg.model.test_cfg == dict(mode='slide', crop_size=(1024, 1024),
+                                          stride=(768, 768))
+    else:
+        assert {'type': 'Resize', 'scale': (960, 540), 'keep_ratio': True} in dataset.pipeline
+        assert cfg.model.test_cfg.mode == 'whole'
     # CoTTA's code builds a new Adam at each domain visit for its CoTTA and its TENT
     protocol = method.startswith(('cotta', 'tent-pl'))
     assert loop.get('optimizer_reset', 'never') == ('domain' if protocol else 'never')
@@ -81,3 +92,21 @@ def test_deeplabv3plus_tent_runs_with_batch_norm_on_one_image(tmp_path, acdc):
     run_tta(run)
     [record] = load_records(str(tmp_path / 'w'))
     assert record['domain'] == 'fog' and record['skipped_updates'] == 0
+
+
+@pytest.mark.skipif(os.environ.get('STAG_TEST_B5_COTTA') != '1',
+                    reason='about an hour on 2 CPU cores; STAG_TEST_B5_COTTA=1 runs it')
+def test_nvlabs_b5_cotta_protocol_runs_on_1080p_acdc(tmp_path):
+    """CoTTA's protocol on NVlabs' SegFormer-B5 (random init) over 2 images per condition of
+    a 1920x1080 ACDC tree: 14 views from the original, the teacher sliding (30 windows per
+    image), one round; every domain is scored (the README's command, as a test)."""
+    acdc = make_acdc_tree(str(tmp_path / 'acdc'), sequences=('GOPR0475', 'GP010476'),
+                          frames_per_sequence=1, size=(1920, 1080))
+    config = osp.join(REPO, 'configs', 'segformer', 'segformer_mit-b5-nvlabs_cs2acdc_cotta.py')
+    options = {'test_dataloader.num_workers': 0, 'test_dataloader.persistent_workers': False,
+               'test_dataloader.dataset.data_root': acdc, 'test_cfg.num_rounds': 1,
+               'test_cfg.random_init': True}
+    run_tta(load_tta_config(config, str(tmp_path / 'w'), options))
+    records = load_records(str(tmp_path / 'w'))
+    assert [(r['domain'], r['num_images']) for r in records] == [
+        (c, 2) for c in ('fog', 'night', 'rain', 'snow')]

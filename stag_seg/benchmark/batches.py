@@ -1,13 +1,14 @@
 """Each variant's batch as its stream config's loader gives it: one synthetic image and label at
 the benchmark's input size in an ACDC tree, through the config's own pipeline and collate
-function (CoTTA's configs end the pipeline with its test-time-augmented views)."""
+function (CoTTA's configs end the pipeline with its test-time-augmented views, made from an
+original image twice the input size, as ACDC's 1920x1080 is twice the 960x540 input)."""
 from __future__ import annotations
 
 import copy
 import functools
 import os.path as osp
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from mmengine.config import Config
 from mmengine.registry import FUNCTIONS, init_default_scope
@@ -19,17 +20,30 @@ from stag_seg.engine.stream import build_domain
 
 #: the ACDC condition the synthetic image is written under
 CONDITION = 'fog'
+#: the original image's size over the base view's for views made from the original image
+#: (ACDC: 1920x1080 images, a 960x540 base view)
+ORIGINAL_FACTOR = 2
 
 
-def set_stream_resize(cfg: Config, size: tuple[int, int]) -> None:
-    """Points the stream pipeline's Resize (the base view) at ``size`` (H, W), keeping the
-    ratio as shipped. A pipeline without exactly one such Resize is an error naming the
-    config (the views' own Resizes scale the base view and are left as they are)."""
-    resizes = [t for t in cfg.test_dataloader.dataset.pipeline if t['type'] == 'Resize']
+def set_stream_resize(cfg: Config, size: tuple[int, int]) -> bool:
+    """Points the stream pipeline's base view at ``size`` (H, W), keeping the ratio as
+    shipped: its one Resize, or, for views made from the loaded image (CoTTA's
+    ``MultiScaleFlipViews``, no Resize), the views' base scale. Returns whether the views are
+    made from the original image (whose size the caller then chooses: :data:`ORIGINAL_FACTOR`).
+    A pipeline with neither is an error naming the config (the Resizes inside
+    ``TestTimeAugSharedLabel`` views scale the base view and are left as they are)."""
+    pipeline = cfg.test_dataloader.dataset.pipeline
+    resizes = [t for t in pipeline if t['type'] == 'Resize']
+    views = [t for t in pipeline if t['type'] == 'MultiScaleFlipViews']
+    if not resizes and len(views) == 1:
+        views[0]['scale'] = (size[1], size[0])
+        return True
     if len(resizes) != 1:
-        raise ValueError(f'{cfg.filename}: the stream pipeline needs one Resize to benchmark '
-                         f'at another input size, found {len(resizes)}')
+        raise ValueError(f'{cfg.filename}: the stream pipeline needs one Resize (or one '
+                         'MultiScaleFlipViews) to benchmark at another input size, found '
+                         f'{len(resizes)}')
     resizes[0]['scale'] = (size[1], size[0])
+    return False
 
 
 def stream_collate(cfg: Config):
@@ -40,14 +54,19 @@ def stream_collate(cfg: Config):
     return functools.partial(FUNCTIONS.get(kind) if isinstance(kind, str) else kind, **collate)
 
 
-def stream_batch(config: str, size: tuple[int, int], root: str) -> dict:
-    """One collated batch of the config's stream: the first image of the ACDC tree at ``root``
-    (condition :data:`CONDITION`) through the config's dataset template, with its Resize set
-    to ``size``, as the engine builds a stream domain (``build_domain``)."""
+def stream_batch(config: str, size: tuple[int, int],
+                 tree: Callable[[tuple[int, int]], str]) -> dict:
+    """One collated batch of the config's stream: the first image of an ACDC tree
+    (condition :data:`CONDITION`) through the config's dataset template, with its base view
+    set to ``size`` (:func:`set_stream_resize`), as the engine builds a stream domain
+    (``build_domain``). ``tree(image_size)`` gives the tree's root with images of
+    ``image_size``: ``size``, or ``ORIGINAL_FACTOR`` times it for views made from the original
+    image (ACDC's 1920x1080 for a 960x540 base view)."""
     cfg = Config.fromfile(resolve_config(config))
     init_default_scope(cfg.get('default_scope', 'mmseg'))
-    set_stream_resize(cfg, size)
-    domain = build_domain(dict(name='benchmark', dataset=dict(data_root=root,
+    from_original = set_stream_resize(cfg, size)
+    image_size = tuple(ORIGINAL_FACTOR * s for s in size) if from_original else tuple(size)
+    domain = build_domain(dict(name='benchmark', dataset=dict(data_root=tree(image_size),
                                                               condition=CONDITION)),
                           cfg.test_dataloader.dataset)
     return stream_collate(cfg)([domain.dataset[0]])
@@ -57,11 +76,26 @@ def stream_batches(configs: Iterable[str], size: tuple[int, int], seed: int = 0
                    ) -> dict[str, dict]:
     """:func:`stream_batch` of each config, all from the same synthetic image and label at
     ``size`` (so that every batch's base view is the same image, and its label, the
-    resolution predictions are made and averaged at, is at the input size)."""
+    resolution predictions are made and averaged at, is at the input size); configs whose
+    views are made from the original image get a synthetic image (and label) at
+    ``ORIGINAL_FACTOR`` times ``size``, made with the same seed."""
     with tempfile.TemporaryDirectory(prefix='stag_bench_batch_') as tmp:
-        root = write_acdc_stream(osp.join(tmp, 'acdc'), 1, size, condition=CONDITION,
-                                 seed=seed)
-        return {config: stream_batch(config, size, root) for config in dict.fromkeys(configs)}
+        trees: dict[tuple[int, int], str] = {}
+
+        def tree(image_size: tuple[int, int]) -> str:
+            if image_size not in trees:
+                trees[image_size] = write_acdc_stream(
+                    osp.join(tmp, 'acdc_{}x{}'.format(*image_size)), 1, image_size,
+                    condition=CONDITION, seed=seed)
+            return trees[image_size]
+
+        return {config: stream_batch(config, size, tree) for config in dict.fromkeys(configs)}
+
+
+def views_from_original(config: str) -> bool:
+    """Whether the stream config's views are made from the loaded image (CoTTA's protocol)."""
+    pipeline = Config.fromfile(resolve_config(config)).test_dataloader.dataset.pipeline
+    return any(t['type'] == 'MultiScaleFlipViews' for t in pipeline)
 
 
 def num_views(batch: dict) -> int:

@@ -28,11 +28,13 @@ STAG_SUFFIX = '-stag'
 @dataclass
 class MethodSpec:
     """One stream config's method: ``test_cfg.method``, the STAGHook entries of its
-    ``custom_hooks`` and the file they came from (whose pipeline makes the batch)."""
+    ``custom_hooks``, the file they came from (whose pipeline makes the batch) and its model's
+    ``test_cfg`` where it slides (CoTTA's protocol; None: the benchmarked model's)."""
 
     method: dict
     stag_hooks: list[dict]
     config: str
+    model_test_cfg: dict | None = None
 
 
 def candidates(config: str, name: str) -> list[str]:
@@ -65,7 +67,9 @@ def read_spec(path: str, method: str) -> MethodSpec:
         raise ValueError(f'{path}: test_cfg.method must be a dict with type={method!r} to '
                          f'benchmark {method!r}, got {spec!r}')
     hooks = [dict(h) for h in cfg.get('custom_hooks') or [] if h.get('type') == 'STAGHook']
-    return MethodSpec(dict(spec), hooks, path)
+    test_cfg = (cfg.get('model') or {}).get('test_cfg') or {}
+    slide = dict(test_cfg) if test_cfg.get('mode') == 'slide' else None
+    return MethodSpec(dict(spec), hooks, path, slide)
 
 
 def method_spec(config: str, method: str,

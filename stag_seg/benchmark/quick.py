@@ -61,10 +61,10 @@ def quick_variants(config: str = QUICK_CONFIG) -> list[Variant]:
     for v in [*methods, stag]:
         out.append(v)
         out.append(Variant(fast_name(v.name), v.method, v.plugins, dict(FAST),
-                           v.base and fast_name(v.base), v.stream_config))
+                           v.base and fast_name(v.base), v.stream_config, v.model_test_cfg))
     for v in (methods[[m.name for m in methods].index(BASELINE)], stag):
         out.append(Variant(fast_name(v.name, 'graph fp32'), v.method, v.plugins,
-                           dict(GRAPH_FP32), None, v.stream_config))
+                           dict(GRAPH_FP32), None, v.stream_config, v.model_test_cfg))
     return out
 
 

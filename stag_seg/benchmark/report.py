@@ -81,6 +81,17 @@ def format_notes(result: dict) -> list[str]:
         notes.append(f"  {_names(viewed)}: {viewed[0]['views']} test-time-augmented views per "
                      f"step (the config's pipeline), {'/'.join(map(str, counts))} timed "
                      f"step(s) spread over the rounds")
+        original = [r for r in viewed if r.get('views_from_original')]
+        if original:
+            notes.append(f"  {_names(original)}: views made from an original image twice the "
+                         "input size (as CoTTA's from ACDC's 1920x1080), predictions averaged "
+                         "at its resolution")
+        slid = [r for r in viewed if r.get('model_test_cfg')]
+        if slid:
+            cfg = slid[0]['model_test_cfg']
+            notes.append(f"  {_names(slid)}: teacher and anchor in slide mode (crop "
+                         f"{tuple(cfg['crop_size'])}, stride {tuple(cfg['stride'])}: views "
+                         "larger than the crop run as several windows)")
     if result.get('one_off_in_warmup'):
         names = ', '.join(result['one_off_in_warmup'])
         what = ', '.join(sorted(set(result['one_off_in_warmup'].values())))

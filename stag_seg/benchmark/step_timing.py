@@ -10,7 +10,7 @@ import random
 from collections.abc import Mapping, Sequence
 
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
 from mmengine.registry import init_default_scope
 from mmseg.registry import HOOKS, MODELS
 
@@ -79,8 +79,9 @@ class AdapterStep:
     the student's forward and backward, EMA and restore; SAR: both passes), with the
     classifier tap, the plug-ins' terms, the backward with the finite check, the optimizer
     step and ``zero_grad``. The batch's label is at the input size, so the prediction is
-    made without upsampling; data loading, full-resolution post-processing and scoring are
-    the loop benchmark's.
+    made without upsampling (views made from the original image: at the original's size, as
+    CoTTA averages them); data loading, full-resolution post-processing and scoring are the
+    loop benchmark's.
 
     Methods that read a source-domain set before the stream (``adapter.build_loader``) get
     :class:`SourceBatches` of the base view.
@@ -139,7 +140,8 @@ def build_steps(config: str, size: tuple[int, int], device: torch.device,
     optimizer, its wrapper and the classifier path come from the config's ``test_cfg``.
 
     Each variant's batch is ``batch`` if given, else its stream config's
-    (:func:`~stag_seg.benchmark.batches.stream_batches`: one synthetic image at ``size``).
+    (:func:`~stag_seg.benchmark.batches.stream_batches`: one synthetic image at ``size``); a
+    variant's ``model_test_cfg`` (CoTTA's slide inference) is set on its model copy.
     With ``calibrate`` the model's classifier is first scaled so that the median pixel
     entropy of TENT's model (BatchNorm on batch statistics) on TENT's batch is E0 / 2
     (:mod:`~stag_seg.benchmark.calibration`; its numbers are the result's ``calibration``).
@@ -165,8 +167,10 @@ def build_steps(config: str, size: tuple[int, int], device: torch.device,
                                            TTA_METHODS.build(dict(type=BASELINE)))
     steps = BenchmarkSteps(calibration=calibration)
     for variant in variants:
-        steps[variant.name] = AdapterStep(copy.deepcopy(model).to(device), variant, loop_opt,
-                                          batches[variant.name])
+        copied = copy.deepcopy(model).to(device)
+        if variant.model_test_cfg is not None:              # CoTTA's slide inference
+            copied.test_cfg = ConfigDict(variant.model_test_cfg)
+        steps[variant.name] = AdapterStep(copied, variant, loop_opt, batches[variant.name])
     set_tf32(False)
     return steps
 

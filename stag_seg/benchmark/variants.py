@@ -48,6 +48,8 @@ class Variant:
             method): its time and memory are compared with the base's.
         stream_config: the stream config whose method this is and whose pipeline makes its
             batch (None: the benchmarked config's).
+        model_test_cfg: the model's ``test_cfg`` from the stream config where it slides
+            (CoTTA's protocol), set on the variant's model (None: the benchmarked config's).
     """
 
     name: str
@@ -56,6 +58,7 @@ class Variant:
     options: dict = field(default_factory=dict)
     base: str | None = None
     stream_config: str | None = None
+    model_test_cfg: dict | None = None
 
 
 def stag_form(options: Mapping) -> str:
@@ -109,7 +112,8 @@ def choose_methods(methods: Sequence[str] | None, skip: Sequence[str] = ()) -> l
 
 
 def _method_variant(name: str, spec: MethodSpec, **kwargs) -> Variant:
-    return Variant(name, dict(spec.method), stream_config=spec.config, **kwargs)
+    return Variant(name, dict(spec.method), stream_config=spec.config,
+                   model_test_cfg=spec.model_test_cfg, **kwargs)
 
 
 def build_variants(config: str, methods: Sequence[str] | None = None,

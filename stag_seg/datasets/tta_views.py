@@ -129,6 +129,6 @@ def split_views(batch: dict) -> tuple[list[dict], int]:
     if flags.count(True) != 1:
         raise ValueError(f'a batch of {len(views)} test-time-aug views has '
                          f'{flags.count(True)} base views (metainfo {BASE_VIEW_KEY!r}); build '
-                         'the views with TestTimeAugSharedLabel (see '
+                         'the views with MultiScaleFlipViews or TestTimeAugSharedLabel (see '
                          'configs/_base_/datasets/acdc_continual_cotta.py)')
     return views, flags.index(True)

@@ -14,8 +14,8 @@ from stag_seg.resources import CLONE_DIR, cache_dir, in_clone, shipped_path
 
 #: every demo method (name -> config); '+stag' adds the STAG plug-in to the method
 DEMO_CONFIGS = {name: f"configs/demo/segformer_mini_demo-acdc_{name.replace('+', '-')}.py"
-                for name in ('source', 'bn-adapt', 'tent', 'tent+stag', 'eata', 'eata+stag',
-                             'sar', 'sar+stag', 'cotta', 'cotta+stag')}
+                for name in ('source', 'bn-adapt', 'tent', 'tent+stag', 'tent-pl', 'eata',
+                             'eata+stag', 'sar', 'sar+stag', 'cotta', 'cotta+stag')}
 #: what the demo runs unless --methods says otherwise
 DEFAULT_METHODS = ('source', 'tent', 'tent+stag')
 #: the demo's horizon (rounds over the stream) unless --rounds says otherwise

@@ -180,8 +180,8 @@ class CoTTA(TTAMethod):
         if len(views) == 1 and not self._warned_no_views:
             self._warned_no_views = True
             self.logger.warning('cotta: the stream gives no test-time-aug views (no '
-                                'TestTimeAugSharedLabel in the pipeline): the ensemble is the '
-                                'un-augmented view alone')
+                                'MultiScaleFlipViews or TestTimeAugSharedLabel in the '
+                                'pipeline): the ensemble is the un-augmented view alone')
         with torch.no_grad():
             confidence = self._anchor_confidence(learner, views[base])
             plain, ensemble, outputs = self._teacher_predictions(learner, views, base)
