@@ -79,7 +79,8 @@ setup(
     ],
     extras_require={
         'lite': [f'mmcv-lite{MMCV_RANGE}'],
-        'dev': ['pytest>=7', 'ruff==0.17.6', 'tensorboard>=2.14'],  # the vis-backend test
+        'dev': ['pytest>=7', 'pytest-xdist>=3', 'ruff==0.17.6',
+                'tensorboard>=2.14'],  # tensorboard: the vis-backend test
         'vis': ['tensorboard>=2.14'],  # mmengine's TensorboardVisBackend
         'sweep': ['ray>=2.9,<3'],
     },

@@ -1,7 +1,11 @@
-"""Imports stag_seg first: its compat patches must precede any mmseg import in a test."""
+"""Imports stag_seg first: its compat patches must precede any mmseg import in a test. Pins
+the suite to CPU, gives it a cache of its own, and keeps each test file on one pytest-xdist
+worker."""
 import os
 import os.path as osp
 import sys
+
+import pytest
 
 # The suite's records are pinned on CPU (bit-exact resume, records equal across runs): it runs
 # on CPU also where CUDA is available, unless STAG_TEST_CUDA=1 (for the CUDA tests, e.g.
@@ -15,3 +19,23 @@ import stag_seg  # noqa: E402,F401
 
 # tools/*.py import their shared module (tools/_common.py) by name, as scripts do
 sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools'))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """``-n N`` (pytest-xdist) without ``--dist``: ``--dist loadfile``, each test file on one
+    worker, so that a module's fixtures (a benchmark report, rendered demo data) are built
+    once, not once per worker. Before xdist's own hook, which would pick 'load'."""
+    if config.getoption('numprocesses', None) and config.getoption('dist', 'no') == 'no':
+        config.option.dist = 'loadfile'
+
+
+@pytest.fixture(scope='session', autouse=True)
+def own_cache(tmp_path_factory: pytest.TempPathFactory):
+    """The user cache (``stag_seg.resources.cache_dir``: the demo's data outside a clone) in
+    this session's temp dir, one per xdist worker, inherited by subprocesses: no test reads
+    or writes ~/.cache/stag-seg or shares a cache with a parallel worker."""
+    with pytest.MonkeyPatch.context() as patch:
+        path = tmp_path_factory.mktemp('cache')
+        patch.setenv('STAG_SEG_CACHE', str(path))
+        yield path

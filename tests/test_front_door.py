@@ -3,18 +3,23 @@ its method and plug-ins once; the import graph has no cycle and keeps its layers
 start leaves a finished run as it was; a failed run says so in run.json."""
 import ast
 import json
+import logging
 import os
 import os.path as osp
+import time
 
 import pytest
 import torch
 from engine_utils import REPO, TINY_CONFIG, tiny_options
 from fixture_data import make_acdc_tree
+from mmengine.logging import print_log
 from mmengine.runner import save_checkpoint
 from mmseg.registry import HOOKS, MODELS
 
 from stag_seg.engine import config as engine_config
 from stag_seg.engine.launch import load_tta_config, run_tta
+from stag_seg.engine.work_dir import LOCK_FILE
+from stag_seg.files import hold_lock, release_lock
 from stag_seg.methods import Tent
 from stag_seg.plugins import TTAPlugin
 from stag_seg.registry import TTA_METHODS
@@ -142,45 +147,72 @@ def test_import_graph_keeps_its_layers():
     assert not bad, bad
 
 
-def _finished(tmp_path, acdc) -> tuple[str, dict[str, bytes]]:
-    work_dir = str(tmp_path / 'w')
-    run_tta(load_tta_config(TINY_CONFIG, work_dir, tiny_options(acdc, **ONE_DOMAIN)))
-    files = {name: open(osp.join(work_dir, name), 'rb').read() for name in os.listdir(work_dir)
-             if osp.isfile(osp.join(work_dir, name))}
-    assert json.loads(files['run.json'])['status'] == 'complete'
-    assert osp.basename(TINY_CONFIG) in files
-    return work_dir, files
+def _snapshot(work_dir: str) -> dict[str, bytes | None]:
+    """Every file (its bytes) and folder (None) under ``work_dir``, by relative path."""
+    out: dict[str, bytes | None] = {}
+    for folder, dirs, files in os.walk(work_dir):
+        for name in dirs:
+            out[osp.relpath(osp.join(folder, name), work_dir) + '/'] = None
+        for name in files:
+            path = osp.join(folder, name)
+            out[osp.relpath(path, work_dir)] = open(path, 'rb').read()
+    return out
 
 
-def _bad_checkpoint(tmp_path) -> str:
-    cfg = load_tta_config(TINY_CONFIG, str(tmp_path / 'unused'), tiny_options('x')).cfg
+@pytest.fixture(scope='module')
+def ten_class_checkpoint(tmp_path_factory) -> str:
+    """A checkpoint of the tiny model with 10 classes (the config has 19)."""
+    cfg = load_tta_config(TINY_CONFIG, str(tmp_path_factory.mktemp('unused')),
+                          tiny_options('x')).cfg
     cfg.model.decode_head.num_classes = 10
-    path = str(tmp_path / 'ten_classes.pth')
+    path = str(tmp_path_factory.mktemp('ckpt') / 'ten_classes.pth')
     save_checkpoint({'state_dict': MODELS.build(cfg.model).state_dict(), 'meta': {}}, path)
     return path
 
 
 @pytest.mark.parametrize('failure', ['fp16 on CPU', 'mis-shaped checkpoint', 'missing data',
                                      'subset larger than the domain'])
-def test_failed_start_leaves_a_finished_run_as_it_was(tmp_path, acdc, failure):
+def test_failed_start_leaves_a_finished_run_as_it_was(tmp_path, acdc, ten_class_checkpoint,
+                                                      failure):
     if failure == 'fp16 on CPU' and torch.cuda.is_available():
         pytest.skip('needs a machine without CUDA')
-    work_dir, before = _finished(tmp_path, acdc)
+    work_dir = str(tmp_path / 'w')
+    run_tta(load_tta_config(TINY_CONFIG, work_dir, tiny_options(acdc, **ONE_DOMAIN)))
+    before = _snapshot(work_dir)
+    assert json.loads(before['run.json'])['status'] == 'complete'
+    print_log('a later message of this process', logger='current', level=logging.WARNING)
+    assert osp.basename(TINY_CONFIG) in before and any(k.endswith('.log') for k in before)
     options, checkpoint = tiny_options(acdc, **ONE_DOMAIN), None
     if failure == 'fp16 on CPU':
-        options['test_cfg.amp'] = 'fp16'
+        options['test_cfg.amp'], named = 'fp16', "test_cfg.amp='fp16' needs a CUDA device"
     elif failure == 'mis-shaped checkpoint':
         options['test_cfg.random_init'] = False
-        checkpoint = _bad_checkpoint(tmp_path)
+        checkpoint = named = ten_class_checkpoint
     elif failure == 'missing data':
-        options['test_dataloader.dataset.data_root'] = str(tmp_path / 'nowhere')
+        named = str(tmp_path / 'nowhere')
+        options['test_dataloader.dataset.data_root'] = named
     else:
         options['test_cfg.subset'] = 10 ** 6
-    with pytest.raises((ValueError, FileNotFoundError)):
+        named = "test_cfg.subset=1000000: domain 'fog' has 4 images"
+    with pytest.raises((ValueError, FileNotFoundError)) as error:
         run_tta(load_tta_config(TINY_CONFIG, work_dir, options), checkpoint)
-    for name, content in before.items():
-        assert open(osp.join(work_dir, name), 'rb').read() == content, name
-    assert not osp.exists(osp.join(work_dir, 'previous'))
+    message = str(error.value)
+    assert named in message and '\n' not in message, message
+    assert _snapshot(work_dir) == before            # no new timestamp folder, no previous/
+    release_lock(hold_lock(osp.join(work_dir, LOCK_FILE)))    # the lock was released
+
+
+def test_runs_of_a_config_in_the_same_second_each_write_their_own_log(tmp_path, acdc,
+                                                                       monkeypatch):
+    strftime = time.strftime
+    monkeypatch.setattr(time, 'strftime', lambda fmt, *t: '20200101_000000'
+                        if fmt == '%Y%m%d_%H%M%S' else strftime(fmt, *t))
+    for name in ('a', 'b'):
+        run_tta(load_tta_config(TINY_CONFIG, str(tmp_path / name),
+                                tiny_options(acdc, **ONE_DOMAIN)))
+    for name in ('a', 'b'):
+        log = tmp_path / name / '20200101_000000' / '20200101_000000.log'
+        assert log.read_text().count('RANDOM INITIALISATION') == 1, name
 
 
 def test_failed_run_says_failed_in_run_json(tmp_path, acdc):

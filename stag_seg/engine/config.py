@@ -12,7 +12,7 @@ from mmengine.registry import OPTIM_WRAPPERS, OPTIMIZERS
 from mmseg.registry import HOOKS, METRICS
 
 from stag_seg.engine.speed import check_speed_options
-from stag_seg.engine.stream import ORDERS
+from stag_seg.engine.stream import ORDERS, Domain
 from stag_seg.methods.base import TTAMethod
 from stag_seg.options import check_choice, check_int, check_number
 from stag_seg.plugins.base import TTAPlugin, check_plugins_join
@@ -168,11 +168,13 @@ def _build(owner: str, cls: type, kwargs: dict):
 class TTASetup:
     """What :func:`validate_tta_config` hands on: the loop's options completed with
     :data:`LOOP_DEFAULTS` and checked, the method and the plug-ins (in ``custom_hooks``
-    order), each built once."""
+    order), each built once; ``domains``: the stream's domains once the front door's start
+    check has built them (the loop builds them otherwise)."""
 
     options: dict
     method: TTAMethod
     plugins: list[TTAPlugin]
+    domains: list[Domain] | None = None
 
 
 def validate_tta_config(cfg: Config, require_checkpoint: bool = True) -> TTASetup:

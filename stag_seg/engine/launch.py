@@ -2,15 +2,24 @@
 (what tools/test_tta.py, the demo and the benchmark call)."""
 from __future__ import annotations
 
+import contextlib
+import copy
 import os.path as osp
 from dataclasses import dataclass
 
+import torch
 from mmengine.config import Config
+from mmengine.device import get_device
+from mmengine.registry import DefaultScope
+from mmseg.registry import MODELS
 
+from stag_seg.compat.checkpoint import load_segmentor_checkpoint
 from stag_seg.engine.config import TTASetup, check_source, validate_tta_config
 from stag_seg.engine.runner import StreamRunner
+from stag_seg.engine.stream import build_stream_domains
 from stag_seg.engine.work_dir import check_dir_option, finished_run, locked_work_dir
 from stag_seg.resources import resolve_config
+from stag_seg.step.optim import check_precision
 
 
 @dataclass
@@ -79,6 +88,26 @@ def load_tta_config(config: str,
     return run
 
 
+def check_start(run: TTARun) -> None:
+    """What the loop would otherwise find only after the Runner has written its log, config
+    and timestamp folder to the work dir: the precision on the device the Runner will use
+    (for a method that updates), the checkpoint loaded strictly into a CPU copy of the
+    model, and the stream's domains built (data present, ``test_cfg.subset`` within each
+    domain; the loop then uses these). Every error is one line naming the option, the file
+    or the path."""
+    opt, cfg = run.setup.options, run.cfg
+    if run.setup.method.updates:
+        check_precision(opt['amp'], opt['optim_wrapper'], torch.device(get_device()))
+    scope = cfg.get('default_scope')
+    with (DefaultScope.overwrite_default_scope(scope) if scope
+          else contextlib.nullcontext()):
+        if opt['checkpoint']:
+            load_segmentor_checkpoint(MODELS.build(copy.deepcopy(cfg.model)), opt['checkpoint'])
+        run.setup.domains = build_stream_domains(
+            list(cfg.test_cfg.get('domains') or []), cfg.test_dataloader.get('dataset'),
+            opt['subset'], opt['forgetting'], cfg.randomness.seed)
+
+
 def build_runner(run: TTARun, checkpoint: str | None = None,
                  random_init: bool | None = None, verbose: bool = True) -> StreamRunner:
     """The Runner of ``run`` (after setting its source model, see :meth:`TTARun.set_source`).
@@ -90,6 +119,7 @@ def build_runner(run: TTARun, checkpoint: str | None = None,
     if run.started:
         raise RuntimeError(f'{run.work_dir}: this loaded config has run already (its method '
                            'and plug-ins carry that run\'s state); load the config again')
+    check_start(run)
     if not verbose:
         run.cfg.console_log_level = 'WARNING'
     run.started = True
@@ -101,7 +131,8 @@ def run_tta(run: TTARun, checkpoint: str | None = None, random_init: bool | None
     """Runs the stream; returns the loop's summary metrics. Reports land in the work dir.
 
     The work dir is locked for the run (a second run on it is refused, naming the holder),
-    before the Runner writes its logs there; ``--resume`` of a complete run only reads it.
+    and the start is checked (:func:`check_start`) before the Runner writes its logs there;
+    ``--resume`` of a complete run only reads it.
     """
     run.set_source(checkpoint, random_init)
     check_source(run.setup.options)

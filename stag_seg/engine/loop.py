@@ -20,7 +20,14 @@ from stag_seg.engine.rng_state import get_rng_state, set_rng_state
 from stag_seg.engine.run_dir import RunDir, with_checkpoint_identity
 from stag_seg.engine.scorer import DomainScorer, build_iou_metric
 from stag_seg.engine.speed import apply_speed_options, default_pin_memory, resolve_fast
-from stag_seg.engine.stream import DOMAIN_KEY, MixedDataset, Stage, build_domain, plan_stages
+from stag_seg.engine.stream import (
+    DOMAIN_KEY,
+    MixedDataset,
+    Stage,
+    build_domain,
+    build_stream_domains,
+    plan_stages,
+)
 from stag_seg.reports import load_records, run_summary
 from stag_seg.step.timing import phase
 
@@ -119,15 +126,11 @@ class ContinualTTALoop(BaseLoop):
 
     def _build_stream(self) -> None:
         opt, seed = self.opt, self.runner.seed
-        template = self.dataloader_cfg.get('dataset')
-        domains = [build_domain(cfg, template) for cfg in self.domain_cfgs]
-        if opt['subset'] is not None:
-            for index, domain in enumerate(domains):
-                domain.dataset.take_subset(opt['subset'],
-                                           np.random.default_rng([seed, 1 << 20, index]))
         forgetting = opt['forgetting']
-        if forgetting is not None:
-            domains.append(build_domain(forgetting, template, adapt=False))
+        domains = self.runner.tta.domains       # built by the front door's start check
+        if domains is None:
+            domains = build_stream_domains(self.domain_cfgs, self.dataloader_cfg.get('dataset'),
+                                           opt['subset'], forgetting, seed)
         self.domains = {d.name: d for d in domains}
         adapted = [d.name for d in domains if d.adapt]
         self.stages = plan_stages(adapted, opt['num_rounds'], opt['order'],

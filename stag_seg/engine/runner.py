@@ -3,6 +3,7 @@ for streams (progress and warnings) and its default hooks (the stream's scalars)
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 
 from mmengine.config import Config
@@ -12,6 +13,8 @@ from mmengine.runner import Runner
 
 from stag_seg.engine.config import TTASetup, plugin_hook_cfgs
 
+#: numbers the runners of this process (their loggers' names)
+_SERIAL = itertools.count()
 #: default hooks of a stream run (besides mmengine's), by their default_hooks key
 STREAM_HOOKS = dict(stream_scalars=dict(type='StreamScalarsHook'))
 
@@ -65,8 +68,22 @@ class StreamRunner(Runner):
         self._start_checked = True
         self.dump_config()
 
+    def test(self) -> dict:
+        """mmengine's, then the log file closed: later messages of this process (e.g. the
+        start check of another run) do not go to this run's log."""
+        try:
+            return super().test()
+        finally:
+            for handler in list(self.logger.handlers):
+                if isinstance(handler, logging.FileHandler):
+                    self.logger.removeHandler(handler)
+                    handler.close()
+
     def build_logger(self, log_level: int | str = 'INFO', log_file: str | None = None,
                      **kwargs) -> MMLogger:
+        # a name of this runner's own: mmengine names loggers by config and second, so a
+        # second run of a config in the same second would get the first one's (closed) log
+        kwargs.setdefault('name', f'{self._experiment_name}@{next(_SERIAL)}')
         logger = super().build_logger(log_level, log_file, **kwargs)
         console_level = self.cfg.get('console_log_level') if self.cfg else None
         if console_level is not None:

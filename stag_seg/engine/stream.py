@@ -117,6 +117,21 @@ def build_domain(cfg: dict, template: dict | None, adapt: bool = True,
     return Domain(cfg['name'], DomainDataset(cfg['name'], dataset), adapt)
 
 
+def build_stream_domains(domain_cfgs: list[dict], template: dict | None,
+                         subset: int | None, forgetting: dict | None,
+                         seed: int) -> list[Domain]:
+    """The stream's domains (``test_cfg.domains``, then the forgetting set, which never
+    adapts), each a seeded subset of ``subset`` images if set. Missing data, an empty domain
+    or a subset larger than a domain is an error naming the path, the domain or the option."""
+    domains = [build_domain(cfg, template) for cfg in domain_cfgs]
+    if subset is not None:
+        for index, domain in enumerate(domains):
+            domain.dataset.take_subset(subset, np.random.default_rng([seed, 1 << 20, index]))
+    if forgetting is not None:
+        domains.append(build_domain(forgetting, template, adapt=False))
+    return domains
+
+
 def plan_stages(domains: list[str], num_rounds: int, order: str,
                 forgetting: str | None, forgetting_every: int = 1) -> list[Stage]:
     """The whole stream, round by round, as the ordered list of stages.

@@ -14,6 +14,22 @@ AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 DEFAULT_OPTIMIZER = dict(type='Adam', lr=6e-5 / 8, betas=(0.9, 0.999))
 
 
+def check_precision(amp: str | None, optim_wrapper: dict | None,
+                    device: torch.device) -> None:
+    """Raises ValueError naming the option if the step of a method that updates cannot run
+    in this precision on ``device``: float16 autocast and mmengine's ``AmpOptimWrapper`` need
+    a GradScaler, which mmengine offers on CUDA only."""
+    wrapper_type = (optim_wrapper or {}).get('type', 'OptimWrapper')
+    if device.type == 'cuda':
+        return
+    if amp == 'fp16' and wrapper_type == 'OptimWrapper':
+        raise ValueError("test_cfg.amp='fp16' needs a CUDA device (float16 autocast needs "
+                         "a GradScaler, which mmengine offers on GPU only); use amp='bf16'")
+    if wrapper_type == 'AmpOptimWrapper':
+        raise ValueError("test_cfg.optim_wrapper.type='AmpOptimWrapper' runs on CUDA only "
+                         "(mmengine's rule); on CPU use test_cfg.amp='bf16'")
+
+
 def build_tta_optim_wrapper(params: list[nn.Parameter], optimizer: dict,
                             optim_wrapper: dict | None, amp: str | None,
                             device: torch.device, scale_bf16: bool = True) -> OptimWrapper:
@@ -27,17 +43,11 @@ def build_tta_optim_wrapper(params: list[nn.Parameter], optimizer: dict,
     ``scale_bf16=False`` keeps ``OptimWrapper`` for bf16 on CUDA too (no GradScaler: its
     per-step host check would break a captured step; bf16 needs no loss scaling).
     """
+    check_precision(amp, optim_wrapper, device)
     cfg = dict(type='OptimWrapper', **(optim_wrapper or {}))
     if amp == 'bf16' and not scale_bf16:
         pass
-    elif amp is not None and cfg['type'] == 'OptimWrapper':
-        if device.type == 'cuda':
-            cfg.update(type='AmpOptimWrapper', dtype=str(AMP_DTYPES[amp]).split('.')[-1])
-        elif amp == 'fp16':
-            raise ValueError("test_cfg.amp='fp16' needs a CUDA device (float16 autocast needs "
-                             "a GradScaler, which mmengine offers on GPU only); use amp='bf16'")
-    if cfg['type'] == 'AmpOptimWrapper' and device.type != 'cuda':
-        raise ValueError("test_cfg.optim_wrapper.type='AmpOptimWrapper' runs on CUDA only "
-                         "(mmengine's rule); on CPU use test_cfg.amp='bf16'")
+    elif amp is not None and cfg['type'] == 'OptimWrapper' and device.type == 'cuda':
+        cfg.update(type='AmpOptimWrapper', dtype=str(AMP_DTYPES[amp]).split('.')[-1])
     cfg['optimizer'] = OPTIMIZERS.build({**optimizer, 'params': params})
     return OPTIM_WRAPPERS.build(cfg)

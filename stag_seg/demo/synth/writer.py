@@ -81,15 +81,28 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)
 
 
+def pool_context() -> mp.context.BaseContext:
+    """The pool's start method: workers that are not forks of this process.
+
+    A fork copies this process's locks as its other threads hold them: a thread blocked
+    reading stdin (pytest-xdist's worker has one) holds the lock that every forked child
+    takes to close its stdin, and warm thread pools (torch, OpenCV) hang children that use
+    them. 'forkserver' forks the workers from a fresh single-threaded server that imports
+    this module once; 'spawn' where there is none (each worker imports it)."""
+    if 'forkserver' in mp.get_all_start_methods():
+        ctx = mp.get_context('forkserver')
+        ctx.set_forkserver_preload([__name__])
+        return ctx
+    return mp.get_context('spawn')
+
+
 def run_jobs(jobs: list[Job], size: tuple[int, int], seed: int, num_workers: int) -> None:
-    """Runs ``jobs`` in this process or in a pool of ``num_workers`` (same files either way)."""
+    """Runs ``jobs`` in this process or in a pool of ``num_workers`` (same files either way;
+    see :func:`pool_context`)."""
     if num_workers <= 1 or len(jobs) < 16:
         for job in jobs:
             run_job(job, size, seed)
         return
-    # fork avoids re-importing the (heavy) stag_seg package in every worker
-    methods = mp.get_all_start_methods()
-    ctx = mp.get_context('fork' if 'fork' in methods else 'spawn')
     args = [(job, size, seed) for job in jobs]
-    with ctx.Pool(num_workers, initializer=_worker_init) as pool:
+    with pool_context().Pool(num_workers, initializer=_worker_init) as pool:
         pool.starmap(run_job, args, chunksize=max(1, len(jobs) // (num_workers * 8)))
