@@ -25,8 +25,11 @@ sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'to
 def pytest_cmdline_main(config: pytest.Config) -> None:
     """``-n N`` (pytest-xdist) without ``--dist``: ``--dist loadfile``, each test file on one
     worker, so that a module's fixtures (a benchmark report, rendered demo data) are built
-    once, not once per worker. Before xdist's own hook, which would pick 'load'."""
-    if config.getoption('numprocesses', None) and config.getoption('dist', 'no') == 'no':
+    once, not once per worker. xdist's own hook may run first (it then picked 'load'), so the
+    command line decides whether ``--dist`` was given."""
+    args = config.invocation_params.args
+    explicit = any(str(a) == '--dist' or str(a).startswith('--dist=') for a in args)
+    if config.getoption('numprocesses', None) and not explicit:
         config.option.dist = 'loadfile'
 
 
