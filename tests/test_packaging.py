@@ -98,7 +98,7 @@ def test_extras_match_compat_and_env_script(declared: dict) -> None:
     assert SpecifierSet(MMCV_RANGE).contains('2.1.0')
     assert not SpecifierSet(MMCV_RANGE).contains('2.2.0')
     assert extras['sweep']['ray'].contains('2.9.0') and not extras['sweep']['ray'].contains('3.0')
-    assert {'pytest', 'ruff'} <= set(extras['dev'])
+    assert {'pytest', 'pytest-xdist', 'ruff'} <= set(extras['dev'])   # tests/test_suite.py
     env_extras = re.findall(r'-e "\$root\[([a-z,]+)\]"', (REPO / 'scripts/env.sh').read_text())
     assert env_extras == ['lite,dev,sweep']  # pip only warns about an undeclared extra
 
