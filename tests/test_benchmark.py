@@ -444,6 +444,8 @@ def test_cotta_batch_has_views_from_the_original_and_its_variant_slides(tmp_path
     cotta = next(v for v in variants if v.name == 'cotta')
     assert cotta.model_test_cfg == dict(mode='slide', crop_size=(64, 64), stride=(48, 48))
     assert next(v for v in variants if v.name == BASELINE).model_test_cfg is None
+    assert cotta.views_from_original
+    assert not next(v for v in variants if v.name == BASELINE).views_from_original
     steps = build_steps(TINY_CONFIG, SIZE, torch.device('cpu'), [cotta], calibrate=False)
     step = steps['cotta']
     views = [v['inputs'][0].shape[-2:] for v in split_views(step.batch)[0]]

@@ -92,12 +92,6 @@ def stream_batches(configs: Iterable[str], size: tuple[int, int], seed: int = 0
         return {config: stream_batch(config, size, tree) for config in dict.fromkeys(configs)}
 
 
-def views_from_original(config: str) -> bool:
-    """Whether the stream config's views are made from the loaded image (CoTTA's protocol)."""
-    pipeline = Config.fromfile(resolve_config(config)).test_dataloader.dataset.pipeline
-    return any(t['type'] == 'MultiScaleFlipViews' for t in pipeline)
-
-
 def num_views(batch: dict) -> int:
     """The number of test-time-augmented views in a collated batch (1 without views)."""
     return len(split_views(batch)[0])

@@ -28,13 +28,15 @@ STAG_SUFFIX = '-stag'
 @dataclass
 class MethodSpec:
     """One stream config's method: ``test_cfg.method``, the STAGHook entries of its
-    ``custom_hooks``, the file they came from (whose pipeline makes the batch) and its model's
-    ``test_cfg`` where it slides (CoTTA's protocol; None: the benchmarked model's)."""
+    ``custom_hooks``, the file they came from (whose pipeline makes the batch), its model's
+    ``test_cfg`` where it slides (CoTTA's protocol; None: the benchmarked model's) and whether
+    its pipeline makes views from the loaded image (``MultiScaleFlipViews``)."""
 
     method: dict
     stag_hooks: list[dict]
     config: str
     model_test_cfg: dict | None = None
+    views_from_original: bool = False
 
 
 def candidates(config: str, name: str) -> list[str]:
@@ -69,7 +71,9 @@ def read_spec(path: str, method: str) -> MethodSpec:
     hooks = [dict(h) for h in cfg.get('custom_hooks') or [] if h.get('type') == 'STAGHook']
     test_cfg = (cfg.get('model') or {}).get('test_cfg') or {}
     slide = dict(test_cfg) if test_cfg.get('mode') == 'slide' else None
-    return MethodSpec(dict(spec), hooks, path, slide)
+    pipeline = cfg.test_dataloader.dataset.pipeline
+    from_original = any(t['type'] == 'MultiScaleFlipViews' for t in pipeline)
+    return MethodSpec(dict(spec), hooks, path, slide, from_original)
 
 
 def method_spec(config: str, method: str,

@@ -15,6 +15,7 @@ import os.path as osp
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import torch
 
@@ -60,11 +61,11 @@ def quick_variants(config: str = QUICK_CONFIG) -> list[Variant]:
     out = []
     for v in [*methods, stag]:
         out.append(v)
-        out.append(Variant(fast_name(v.name), v.method, v.plugins, dict(FAST),
-                           v.base and fast_name(v.base), v.stream_config, v.model_test_cfg))
+        out.append(replace(v, name=fast_name(v.name), options=dict(FAST),
+                           base=v.base and fast_name(v.base)))
     for v in (methods[[m.name for m in methods].index(BASELINE)], stag):
-        out.append(Variant(fast_name(v.name, 'graph fp32'), v.method, v.plugins,
-                           dict(GRAPH_FP32), None, v.stream_config, v.model_test_cfg))
+        out.append(replace(v, name=fast_name(v.name, 'graph fp32'), options=dict(GRAPH_FP32),
+                           base=None))
     return out
 
 

@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from stag_seg.benchmark.batches import views_from_original
 from stag_seg.benchmark.concurrency import count_step_ops
 from stag_seg.benchmark.fixtures import FULL_RESOLUTION
 from stag_seg.benchmark.isolation import run_in_fresh_process
@@ -126,9 +125,7 @@ def benchmark_config(config: str, size: tuple[int, int], device: torch.device,
                      'plugins': variant.plugins, 'options': variant.options,
                      'stream_config': variant.stream_config, 'base': base,
                      'views': views[name], 'steps': len(times[ratio][name]),
-                     'views_from_original': bool(variant.stream_config and views[name] > 1
-                                                 and views_from_original(
-                                                     variant.stream_config)),
+                     'views_from_original': variant.views_from_original and views[name] > 1,
                      'model_test_cfg': variant.model_test_cfg,
                      'updated_steps': sum(times['updated'][name]) if updates[name] else None,
                      'stats': times['stats'][name],

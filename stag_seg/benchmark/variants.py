@@ -50,6 +50,7 @@ class Variant:
             batch (None: the benchmarked config's).
         model_test_cfg: the model's ``test_cfg`` from the stream config where it slides
             (CoTTA's protocol), set on the variant's model (None: the benchmarked config's).
+        views_from_original: the stream config's views are made from the loaded image.
     """
 
     name: str
@@ -59,6 +60,7 @@ class Variant:
     base: str | None = None
     stream_config: str | None = None
     model_test_cfg: dict | None = None
+    views_from_original: bool = False
 
 
 def stag_form(options: Mapping) -> str:
@@ -113,7 +115,8 @@ def choose_methods(methods: Sequence[str] | None, skip: Sequence[str] = ()) -> l
 
 def _method_variant(name: str, spec: MethodSpec, **kwargs) -> Variant:
     return Variant(name, dict(spec.method), stream_config=spec.config,
-                   model_test_cfg=spec.model_test_cfg, **kwargs)
+                   model_test_cfg=spec.model_test_cfg,
+                   views_from_original=spec.views_from_original, **kwargs)
 
 
 def build_variants(config: str, methods: Sequence[str] | None = None,
