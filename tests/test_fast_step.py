@@ -1,6 +1,7 @@
 """The fast mode (test_cfg.fast, cuda_graph, fused_attention): the fused MiT attention equals
 mmseg's, the captured step equals the eager adapter step (values, updated parameters, the
 optimizer's state, a skipped non-finite update), and the options resolve per device."""
+import contextlib
 import copy
 import logging
 
@@ -14,6 +15,7 @@ from mmseg.registry import MODELS
 from stag_seg.benchmark.fixtures import synthetic_batch
 from stag_seg.engine.adapter import TTAAdapter
 from stag_seg.engine.config import LOOP_DEFAULTS
+from stag_seg.engine.scalars_hook import with_fractions
 from stag_seg.engine.scorer import DomainScorer
 from stag_seg.engine.speed import resolve_fast
 from stag_seg.models.fused_attention import FusedMixVisionTransformer, use_fused_attention
@@ -87,9 +89,11 @@ def test_fused_backbone_is_registered_and_loads_mmseg_weights():
     assert use_fused_attention(fused) == 0            # already fused
 
 
-def _adapter(model, cuda_graph, plugins=(), method='tent', optimizer=FUSED_ADAM, amp=None):
-    return TTAAdapter(model, TTA_METHODS.build(dict(type=method)), plugins=list(plugins),
-                      optimizer=dict(optimizer), amp=amp, cuda_graph=cuda_graph)
+def _adapter(model, cuda_graph, plugins=(), method='tent', optimizer=FUSED_ADAM, amp=None,
+             **options):
+    return TTAAdapter(model, TTA_METHODS.build(dict(type=method, **options)),
+                      plugins=list(plugins), optimizer=dict(optimizer), amp=amp,
+                      cuda_graph=cuda_graph)
 
 
 def _opt_state(adapter):
@@ -213,16 +217,197 @@ def test_shapes_that_keep_changing_fall_back_to_eager(caplog):
     assert 'runs eager' in caplog.text
 
 
-@pytest.mark.parametrize('method, blocker', [('eata', 'EATA'), ('sar', 'SAR'),
-                                             ('cotta', 'CoTTA')])
-def test_methods_with_host_decisions_run_eager_with_one_line(method, blocker, caplog):
-    options = {'eata': dict(fisher_alpha=0)}.get(method, {})
+class Counting(TTAPlugin):
+    """A plug-in with state (SAR's recovery would have to restore it)."""
+
+    name = 'counting'
+    capturable = True
+
+    def __init__(self) -> None:
+        super().__init__(0.0)
+        self.count = 0
+
+    def losses(self, ctx):
+        return {'loss_counting': ctx.logits.sum() * 0.0}
+
+    def state_dict(self):
+        return {'count': self.count}
+
+
+@pytest.mark.parametrize('method, options, plugins, reason', [
+    ('eata', dict(fisher_alpha=0, d_margin=0.3), list, 'redundancy filter'),
+    ('sar', {}, lambda: [Counting()], 'restores the state of Counting'),
+    ('tent-pl', dict(loss_resolution='label'), list, "loss_resolution='label'"),
+    ('cotta', {}, list, 'teacher'),
+], ids=['eata-d_margin', 'sar-stateful-plugin', 'tent-pl-label', 'cotta'])
+def test_methods_with_host_decisions_run_eager_with_one_line(method, options, plugins, reason,
+                                                             caplog):
     with caplog.at_level(logging.INFO):
-        adapter = TTAAdapter(_tiny_model(), TTA_METHODS.build(dict(type=method, **options)),
-                             optimizer=FUSED_ADAM, cuda_graph=True)
+        adapter = _adapter(_tiny_model(), True, plugins(), method, **options)
     assert adapter.graphed is None
     lines = [r.message for r in caplog.records if 'cuda_graph' in r.message]
-    assert len(lines) == 1 and blocker in lines[0] and 'eager' in lines[0]
+    assert len(lines) == 1 and reason in lines[0] and 'eager' in lines[0]
+
+
+#: an entropy margin (nats) below which about two pixels in three of the tiny model are reliable
+MARGIN = 2.9
+FILTERED = {'eata': dict(fisher_alpha=0, e_margin=MARGIN),
+            'sar': dict(margin_e0=MARGIN, rho=0.5)}
+
+
+def _skips(results) -> int:
+    """The skipped updates a DomainScorer counts for these step results."""
+    scorer = DomainScorer.__new__(DomainScorer)
+    scorer.metric = type('NoMetric', (), {'process': lambda *a: None})()
+    scorer.num_images = scorer.skipped_updates = 0
+    scorer.out_dir = scorer.show_dir = None
+    for result in results:
+        scorer.add(None, 0, result.attempted, result.updated)
+    return int(scorer.skipped_updates)
+
+
+@pytest.mark.parametrize('method', ['eata', 'sar'])
+@pytest.mark.parametrize('with_stag', [False, True], ids=['', 'stag'])
+def test_captured_filters_equal_the_eager_step_on_cpu(method, with_stag):
+    """EATA's and SAR's captured step (filters, SAR's two passes, the counters and the
+    average all on the device) run eagerly on CPU equals their eager step with host
+    decisions: predictions, loss terms, counters (device tensors, no host read), the
+    method's state, parameters and Adam's state after 4 steps."""
+    plugins = (lambda: [STAGHook()]) if with_stag else list
+    eager = _adapter(_tiny_model(), False, plugins(), method, **FILTERED[method])
+    graphed = _adapter(_tiny_model(), True, plugins(), method, **FILTERED[method])
+    assert graphed.graphed is not None
+    results = []
+    for i in range(4):
+        batch = synthetic_batch((32, 64), seed=i)
+        results.append((eager.step(batch, adapt=True),
+                        graphed.step(copy.deepcopy(batch), adapt=True)))
+    _assert_same_run(eager, graphed, results, rtol=1e-5, atol=1e-6)
+    for e, g in results:
+        assert isinstance(g.attempted, torch.Tensor) and bool(g.attempted) == e.attempted
+        assert set(g.stats) == set(e.stats)
+        for name, value in g.stats.items():
+            assert isinstance(value, torch.Tensor) or name == 'pixels'
+            assert float(value) == e.stats[name], name
+        assert 0 < e.stats['kept_pixels'] < e.stats['pixels']       # the filters act
+        assert with_fractions(g.stats) == with_fractions(e.stats)
+    assert graphed.method.state_dict() == eager.method.state_dict()
+    if method == 'sar':
+        assert graphed.method.ema is not None
+
+
+class HostRead(RuntimeError):
+    """A tensor read on the host (a CUDA synchronisation) inside the captured step."""
+
+
+@contextlib.contextmanager
+def no_host_reads():
+    """Makes every tensor read that synchronises with a CUDA device raise :class:`HostRead`:
+    Python conversions (``bool``, ``int``, ``float``, ``item``, indices), transfers, and
+    data-dependent shapes (boolean-mask indexing, ``nonzero``, ``masked_select``,
+    ``unique``)."""
+    tensor = torch.Tensor
+    names = ('__bool__', 'item', '__float__', '__int__', '__index__', 'tolist', 'numpy', 'cpu',
+             'nonzero', 'masked_select', 'unique')
+    saved = {name: getattr(tensor, name) for name in names + ('__getitem__',)}
+
+    def refuse(name):
+        def read(self, *args, **kwargs):
+            raise HostRead(f'Tensor.{name}')
+        return read
+
+    def getitem(self, index):
+        items = index if isinstance(index, tuple) else (index,)
+        if any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in items):
+            raise HostRead('boolean-mask indexing')
+        return saved['__getitem__'](self, index)
+
+    try:
+        for name in names:
+            setattr(tensor, name, refuse(name))
+        tensor.__getitem__ = getitem
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(tensor, name, value)
+
+
+@pytest.mark.parametrize('method', ['tent', 'eata', 'sar'])
+@pytest.mark.parametrize('with_stag', [False, True], ids=['', 'stag'])
+def test_captured_step_reads_nothing_on_the_host(method, with_stag):
+    """The captured step's body (warm-up, capture and the CPU replays) converts no tensor to
+    a Python value and makes no data-dependent shape: what a CUDA graph capture refuses. The
+    eager step of the same method does read (the guard is not blind)."""
+    plugins = (lambda: [STAGHook()]) if with_stag else list
+    adapter = _adapter(_tiny_model(), True, plugins(), method, **FILTERED.get(method, {}))
+    body = adapter.graphed.body
+
+    def guarded(*args):
+        with no_host_reads():
+            return body(*args)
+
+    adapter.graphed.body = guarded
+    for i in range(3):
+        result = adapter.step(synthetic_batch((32, 64), seed=i), adapt=True)
+    assert bool(result.updated)
+    eager = _adapter(_tiny_model(), False, plugins(), method, **FILTERED.get(method, {}))
+    with no_host_reads(), pytest.raises(HostRead):
+        eager.step(synthetic_batch((32, 64), seed=0), adapt=True)
+
+
+def test_captured_eata_step_that_keeps_no_pixel_is_not_attempted():
+    """No pixel below E0: the captured update is skipped on the device and, as eager, not
+    attempted (no skipped update counted; ``empty_steps`` counts it); nothing moves."""
+    eager = _adapter(_tiny_model(), False, (), 'eata', fisher_alpha=0, e_margin=1e-6)
+    graphed = _adapter(_tiny_model(), True, (), 'eata', fisher_alpha=0, e_margin=1e-6)
+    source = copy.deepcopy(graphed.model.state_dict())
+    results = [(eager.step(synthetic_batch((32, 64), seed=i), adapt=True),
+                graphed.step(synthetic_batch((32, 64), seed=i), adapt=True)) for i in range(2)]
+    for e, g in results:
+        assert not e.attempted and not bool(g.attempted) and not bool(g.updated)
+        assert int(g.stats['empty_steps']) == e.stats['empty_steps'] == 1
+    assert _skips(g for _, g in results) == _skips(e for e, _ in results) == 0
+    for key, value in graphed.model.state_dict().items():
+        assert torch.equal(value, source[key]), key
+    assert all(float(s['step']) == 0 for s in _opt_state(graphed))
+
+
+def test_captured_sar_recovers_on_the_device_at_the_eager_step():
+    """SAR's recovery inside the captured step: with e_m between the moving average after
+    steps 2 and 3 (one image again and again, so the entropy falls), the captured run
+    recovers at step 3 as eager does: the source parameters, a zeroed Adam state (the fresh
+    one), the average restarted; the runs agree before and after it."""
+    batch = synthetic_batch((32, 64), seed=0)
+    lr = dict(FUSED_ADAM, lr=0.05)
+
+    def run(cuda_graph, threshold):
+        adapter = _adapter(_tiny_model(), cuda_graph, (), 'sar', optimizer=lr,
+                           margin_e0=MARGIN, reset_constant_em=threshold)
+        out = []
+        for _ in range(4):
+            result = adapter.step(copy.deepcopy(batch), adapt=True)
+            out.append((int(result.stats['resets']), adapter.method.ema,
+                        {n: p.detach().clone() for n, p in adapter.model.named_parameters()
+                         if p.requires_grad}))
+        return adapter, out
+
+    _, free = run(False, 0)
+    emas = [ema for _, ema, _ in free]
+    assert emas[0] > emas[1] > emas[2]
+    threshold = (emas[1] + emas[2]) / 2
+    eager, eager_steps = run(False, threshold)
+    graphed, graphed_steps = run(True, threshold)
+    assert [s[0] for s in graphed_steps] == [s[0] for s in eager_steps]
+    assert [s[0] for s in graphed_steps[:3]] == [0, 0, 1]
+    assert graphed_steps[2][1] is None and graphed.method.num_resets == eager.method.num_resets
+    source = dict(_tiny_model().named_parameters())
+    for name, value in graphed_steps[2][2].items():
+        assert torch.equal(value, source[name]), name
+    for (_, ema, params), (_, eager_ema, eager_params) in zip(graphed_steps, eager_steps,
+                                                               strict=True):
+        assert ema == eager_ema
+        for name, value in params.items():
+            torch.testing.assert_close(value, eager_params[name], rtol=1e-5, atol=1e-6)
 
 
 def test_fast_resolves_per_device(caplog):
@@ -248,8 +433,9 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUD
 
 
 @needs_cuda
+@pytest.mark.parametrize('method', ['tent', 'eata', 'sar'])
 @pytest.mark.parametrize('with_stag', [False, True])
-def test_cuda_graph_step_equals_the_eager_step(with_stag):
+def test_cuda_graph_step_equals_the_eager_step(with_stag, method):
     """On CUDA: after the capture and two replays, one replayed step and one eager step from
     the same state (model and Adam's moments copied over) give the same prediction, loss
     terms, update and step count. (Runs over several steps drift apart: CUDA's bilinear-resize
@@ -257,8 +443,9 @@ def test_cuda_graph_step_equals_the_eager_step(with_stag):
     near-zero gradients; one step from one state compares the step itself.)"""
     plugins = (lambda: [STAGHook()]) if with_stag else list
     optimizer = {**FUSED_ADAM, 'capturable': True}
-    graphed = _adapter(_tiny_model(CUDA), True, plugins(), optimizer=optimizer)
-    eager = _adapter(_tiny_model(CUDA), False, plugins(), optimizer=optimizer)
+    options = FILTERED.get(method, {})
+    graphed = _adapter(_tiny_model(CUDA), True, plugins(), method, optimizer, **options)
+    eager = _adapter(_tiny_model(CUDA), False, plugins(), method, optimizer, **options)
     assert graphed.graphed.use_graph
     for i in range(3):
         graphed.step(synthetic_batch((32, 64), seed=i), adapt=True)

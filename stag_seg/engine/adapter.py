@@ -30,9 +30,10 @@ class TTAAdapter(Learner):
     method instead of the parameters.
 
     With ``cuda_graph``, the adaptation step of a method and plug-ins that declare
-    ``capturable = True`` (TENT and its pseudo-label form, STAG) is one captured CUDA graph
-    (:class:`~stag_seg.step.graphed.GraphedStep`): forward, loss terms, backward, a device-side
-    finite check and the fused optimizer's update, skipped on device when not finite. Where
+    ``capturable = True`` (TENT and its pseudo-label form, EATA, SAR, STAG) is one captured
+    CUDA graph (:class:`~stag_seg.step.graphed.GraphedStep`): forward, the method's filter and
+    loss terms (SAR's two passes), backward, a device-side finite check and the fused
+    optimizer's update, skipped on device when not finite or when the filter kept nothing. Where
     the step cannot be captured, one logged line says why and it runs eager. On CPU the same
     path runs eagerly after the same warm-up (what the tests compare with the eager step).
     """
@@ -72,9 +73,9 @@ class TTAAdapter(Learner):
         if blocker is not None:
             self.logger.info(f'test_cfg.cuda_graph: the step runs eager ({blocker})')
             return None
-        self._found_inf = torch.zeros((), device=self.device)
         return GraphedStep(self._tensor_step, self.model, optimizer, logger=self.logger,
-                           use_graph=self.device.type == 'cuda')
+                           use_graph=self.device.type == 'cuda',
+                           extra_state=self.method.device_state)
 
     def step(self, batch: dict, adapt: bool) -> StepResult:
         """One online step: the method predicts ``batch`` and, if ``adapt``, updates on it;
@@ -93,49 +94,55 @@ class TTAAdapter(Learner):
         return result
 
     def _replay(self, batch: dict) -> StepResult | None:
-        """The captured step on ``batch`` (None: the graph is off, run eager). ``updated``
-        is a device bool (no host synchronisation; the scorer counts it on the device)."""
+        """The captured step on ``batch`` (None: the graph is off, run eager). ``attempted``,
+        ``updated`` and the method's counters are device tensors (no host synchronisation;
+        the scorer sums them on the device)."""
+        self.method.before_adapt(self)
         data = self.model.data_preprocessor(batch, False)
         samples = data['data_samples']
         outputs = self.graphed(data['inputs'], [s.metainfo for s in samples])
         if outputs is None:
             return None
-        seg_logits, finite = outputs[0], outputs[1]
+        seg_logits, attempted, updated, *values = outputs
         predictions = self.postprocess(self.model, seg_logits.float(), samples)
         # the graph's outputs are overwritten by the next replay: copies, still on the device
-        self.losses = {name: term.clone()
-                       for name, term in zip(self._loss_names, outputs[2:], strict=True)}
-        return StepResult(predictions, attempted=True, updated=finite.clone(),
-                          losses=self.losses)
+        values = [v.clone() for v in values]
+        names = self._loss_names + self._stat_names
+        named = dict(zip(names, values, strict=True))
+        self.losses = {name: named[name] for name in self._loss_names}
+        stats = {**self._constant_stats, **{name: named[name] for name in self._stat_names}}
+        return StepResult(predictions, attempted=attempted.clone(), updated=updated.clone(),
+                          stats=stats, losses=self.losses)
 
     def _tensor_step(self, inputs: torch.Tensor, metas: list[dict]) -> tuple:
         """The method's step as tensor work only (what :class:`GraphedStep` captures): the
-        forward, the method's and the plug-ins' loss terms, the backward, a device-side finite
-        check and the fused optimizer's update, skipped on device when not finite.
+        forward, then the method's :meth:`~stag_seg.methods.base.TTAMethod.captured_adapt`
+        (loss terms, plug-ins' terms, backward, a device-side finite check and the fused
+        optimizer's update, skipped on device when not finite or when its filter kept nothing).
 
-        Returns ((N, K, H, W) detached logits at the input's size, finite flag, *loss terms),
-        the terms in the order of ``ctx.losses``, whose names it keeps in ``_loss_names``
-        (set while capturing: a replay runs no Python).
+        Returns ((N, K, H, W) detached logits at the input's size, attempted flag, updated
+        flag, *loss terms, *tensor counters), whose names (and the constant counters) it keeps
+        in ``_loss_names``, ``_stat_names`` and ``_constant_stats`` (set while capturing: a
+        replay runs no Python).
         """
-        self.tap.clear()
-        with torch.enable_grad(), self.capture_autocast():
-            seg_logits = self.model.inference(inputs, metas)
-        ctx = StepContext(outputs=[], params=self.params)
-        ctx.logits, ctx.features = self._tapped()
-        ctx.losses = self.method.loss(ctx)
-        self.add_plugin_losses(ctx)
-        self._loss_names = tuple(ctx.losses)
-        loss = sum(ctx.losses.values())
-        loss.backward()
-        finite = self.finite(loss)
-        optimizer = self.optim_wrapper.optimizer
-        self._found_inf.copy_((~finite).float())
-        optimizer.found_inf = self._found_inf        # the fused update skips on device
-        try:
-            optimizer.step()
-        finally:
-            del optimizer.found_inf
-        return (seg_logits.detach(), finite, *(term.detach() for term in ctx.losses.values()))
+        def forward() -> tuple[torch.Tensor, StepContext]:
+            self.tap.clear()
+            with torch.enable_grad(), self.capture_autocast():
+                seg_logits = self.model.inference(inputs, metas)
+            ctx = StepContext(outputs=[], params=self.params)
+            ctx.logits, ctx.features = self._tapped()
+            return seg_logits, ctx
+
+        seg_logits, ctx = forward()
+        self.losses = {}
+        updated = self.method.captured_adapt(self, ctx, lambda: forward()[1])
+        attempted = (ctx.attempted if ctx.attempted is not None
+                     else torch.ones((), dtype=torch.bool, device=updated.device))
+        stats = {k: v for k, v in ctx.stats.items() if isinstance(v, torch.Tensor)}
+        self._constant_stats = {k: v for k, v in ctx.stats.items() if k not in stats}
+        self._loss_names, self._stat_names = tuple(self.losses), tuple(stats)
+        return (seg_logits.detach(), attempted, updated, *self.losses.values(),
+                *(v.detach() for v in stats.values()))
 
     def state_dict(self) -> dict:
         """Model, optimizer, method and plug-in state (references, not copies)."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os.path as osp
 
+import torch
 from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
 
@@ -33,9 +34,11 @@ NOT_SCALARS = ('method', 'round', 'domain', 'num_images', 'IoU', 'adapted')
 
 
 def with_fractions(counters: dict) -> dict[str, float]:
-    """Numeric ``counters`` plus ``<name>_fraction`` = ``<name>_pixels`` / ``pixels``."""
+    """Numeric ``counters`` (numbers or one-element tensors: a captured step's device
+    counters, read here) plus ``<name>_fraction`` = ``<name>_pixels`` / ``pixels``."""
     out = {k: float(v) for k, v in counters.items()
-           if isinstance(v, (int, float)) and not isinstance(v, bool)}
+           if (isinstance(v, (int, float)) and not isinstance(v, bool))
+           or (isinstance(v, torch.Tensor) and v.numel() == 1)}
     total = out.get('pixels')
     if total:
         out.update({f'{k}_fraction': v / total for k, v in out.items()

@@ -70,14 +70,20 @@ class DomainScorer:
         self.stats: dict[str, float] = {}
         self.metric.results.clear()
 
-    def add(self, sample, round_idx: int, attempted: bool, updated: bool | torch.Tensor) -> None:
+    def add(self, sample, round_idx: int, attempted: bool | torch.Tensor,
+            updated: bool | torch.Tensor) -> None:
         """Scores one prediction and counts its step (skipped: attempted, not updated;
-        ``updated`` may be a device bool, read once at the stage's end)."""
+        a captured step's flags are device bools, summed on the device and read once at the
+        stage's end)."""
         self.metric.process(None, [sample])
         self.num_images += 1
-        if attempted:       # a captured step's flag is a device tensor: no sync per image
-            self.skipped_updates = self.skipped_updates + (
-                (~updated).long() if isinstance(updated, torch.Tensor) else int(not updated))
+        if isinstance(attempted, torch.Tensor) or isinstance(updated, torch.Tensor):
+            device = (attempted if isinstance(attempted, torch.Tensor) else updated).device
+            attempted, updated = (torch.as_tensor(attempted, device=device),
+                                  torch.as_tensor(updated, device=device))
+            self.skipped_updates = self.skipped_updates + (attempted & ~updated).long()
+        elif attempted:
+            self.skipped_updates += int(not updated)
         if self.out_dir:
             save_prediction(sample, prediction_path(self.out_dir, round_idx, self.name,
                                                     sample.img_path, self.dataset))

@@ -1,6 +1,8 @@
 """The base of every TTA method: what adapts, the loss, and the predict-then-adapt step."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import Tensor, nn
 
 from stag_seg.step.context import StepContext, StepResult
@@ -28,9 +30,12 @@ class TTAMethod:
 
     #: whether the method takes gradient steps (needs an optimizer and grad-mode forwards)
     updates = False
-    #: whether the step is tensor work only (one forward, :meth:`loss`, one update; no host
-    #: decisions, no :meth:`after_update`), so that ``test_cfg.cuda_graph`` can capture it
+    #: whether the step can be tensor work only (:meth:`captured_adapt`; no host decisions,
+    #: no :meth:`after_update`), so that ``test_cfg.cuda_graph`` can capture it
     capturable = False
+    #: why the step is not capturable (``test_cfg.cuda_graph``'s logged line)
+    host_work = ('its step decides on the host or works outside the one captured forward: '
+                 'a teacher, a loss at the label\'s resolution')
 
     def configure_model(self, model: nn.Module) -> None:
         """Puts ``model`` in its test-time mode; by default eval with everything frozen."""
@@ -48,6 +53,8 @@ class TTAMethod:
     def forward_and_adapt(self, learner: Learner, batch: dict, adapt: bool) -> StepResult:
         """Predicts ``batch`` and, if ``adapt``, takes one update on it (online protocol)."""
         adapt = adapt and self.updates
+        if adapt:
+            self.before_adapt(learner)
         ctx = self.forward(learner, batch, adapt)
         if not adapt or not self.keep(ctx):
             return StepResult(ctx.outputs, stats=ctx.stats)
@@ -55,6 +62,10 @@ class TTAMethod:
         if updated:
             self.after_update(learner)
         return StepResult(ctx.outputs, attempted=True, updated=updated, stats=ctx.stats)
+
+    def before_adapt(self, learner: Learner) -> None:
+        """Called before each adapting step, outside any captured graph (e.g. EATA's Fisher
+        information, computed once before the first update)."""
 
     def forward(self, learner: Learner, batch: dict, adapt: bool) -> StepContext:
         """The scored forward; with gradients (the classifier's logits tapped) if ``adapt``."""
@@ -71,6 +82,25 @@ class TTAMethod:
         ctx.losses = self.loss(ctx)
         learner.add_plugin_losses(ctx)
         return learner.update(ctx)
+
+    def captured_adapt(self, learner: Learner, ctx: StepContext,
+                       forward: Callable[[], StepContext]) -> Tensor:
+        """:meth:`keep` and :meth:`adapt` as tensor work only, for the captured step of a
+        ``capturable`` method: no host reads, the filter's decision a device bool.
+
+        Fills ``ctx.losses`` (and ``ctx.stats``, counters as device tensors; ``ctx.attempted``,
+        a device bool, where a filter may keep nothing) and returns the device bool whether
+        the update happened (:meth:`~stag_seg.step.learner.Learner.device_update`).
+        ``forward()`` is another grad-mode forward on the same input (SAR's second pass).
+        """
+        ctx.losses = self.loss(ctx)
+        learner.add_plugin_losses(ctx)
+        return learner.device_update(ctx)
+
+    def device_state(self) -> list[Tensor]:
+        """The method's tensors that :meth:`captured_adapt` updates in place (the capture's
+        warm-up restores them)."""
+        return []
 
     def loss(self, ctx: StepContext) -> dict[str, Tensor]:
         """Named base-loss terms from the step's context (logits at the head's resolution)."""

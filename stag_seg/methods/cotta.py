@@ -127,6 +127,8 @@ class CoTTA(TTAMethod):
     """
 
     updates = True
+    host_work = ("its step runs a teacher over several views, then an EMA and a stochastic "
+                 "restore after the update")
 
     def __init__(self, alpha: float = 0.999, threshold: float = 0.69,
                  restore_prob: float = 0.01, loss_resolution: str = 'head') -> None:

@@ -116,6 +116,8 @@ class EATA(Tent):
 
     Per-domain stats: ``pixels``, ``reliable_pixels``, ``kept_pixels``, ``empty_steps``.
     State: the moving average of probabilities, the Fisher information and its anchor.
+    Without the redundancy filter the step is capturable (``test_cfg.cuda_graph``): the
+    filter, the weights and the counters stay on the device (:meth:`captured_adapt`).
 
     Args:
         e_margin: E0 in nats (None: 0.4 ln K).
@@ -125,7 +127,8 @@ class EATA(Tent):
         fisher_size: at most this many images of it (None: all).
     """
 
-    capturable = False      # host-side filters and counters in its step
+    host_work = ('its redundancy filter (d_margin) starts its moving average at the first '
+                 'step that keeps a pixel')
 
     def __init__(self, e_margin: float | None = None, d_margin: float | None = None,
                  fisher_alpha: float = 2000.0, fisher_dataset: dict | None = None,
@@ -144,6 +147,8 @@ class EATA(Tent):
                              'off')
         self.e_margin = e_margin
         self.d_margin = d_margin
+        #: the reliability filter and the weights are tensor work (:meth:`captured_adapt`)
+        self.capturable = d_margin is None
         self.fisher_alpha = float(fisher_alpha)
         self.fisher_dataset = fisher_dataset
         self.fisher_size = fisher_size
@@ -188,10 +193,8 @@ class EATA(Tent):
         return select_pixels(rows, entropy_margin(rows.shape[1], self.e_margin),
                              self.running_probs, self.d_margin)
 
-    def forward(self, learner: Learner, batch: dict, adapt: bool) -> StepContext:
-        if adapt:
-            self._ensure_fisher(learner)
-        return learner.forward(batch, grad=adapt)
+    def before_adapt(self, learner: Learner) -> None:
+        self._ensure_fisher(learner)
 
     def keep(self, ctx: StepContext) -> bool:
         """Selects the pixels (and moves the average); a step that keeps none is skipped."""
@@ -202,6 +205,20 @@ class EATA(Tent):
                      'reliable_pixels': int(selection.reliable.sum()),
                      'kept_pixels': kept, 'empty_steps': int(kept == 0)}
         return kept > 0
+
+    def captured_adapt(self, learner: Learner, ctx: StepContext, forward) -> Tensor:
+        """:meth:`keep` and the update on the device: the same selection and counters (device
+        tensors), the update skipped on the device when no pixel is kept (not attempted, as
+        eager). Only without the redundancy filter (``capturable``)."""
+        selection = ctx.selection = self.select(ctx)
+        kept = selection.kept.sum()
+        ctx.attempted = kept > 0
+        ctx.stats = {'pixels': selection.kept.numel(),
+                     'reliable_pixels': selection.reliable.sum(),
+                     'kept_pixels': kept, 'empty_steps': (kept == 0).long()}
+        ctx.losses = self.loss(ctx)
+        learner.add_plugin_losses(ctx)
+        return learner.device_update(ctx, ctx.attempted)
 
     def loss(self, ctx: StepContext) -> dict[str, Tensor]:
         """The weighted entropy of the kept pixels (``ctx.selection``, or selected now with

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor
 
 from stag_seg.methods.reliable import PAPER_NUM_CLASSES, entropy_margin, masked_mean
@@ -66,6 +67,8 @@ class SAR(Tent):
 
     Per-domain stats: ``pixels``, ``reliable_pixels`` (pass 1), ``kept_pixels`` (pass 2),
     ``empty_steps``, ``resets``. State: the moving average and the number of recoveries.
+    The step is capturable (``test_cfg.cuda_graph``, :meth:`captured_adapt`): the filters,
+    the average, the recovery and the counters stay on the device.
 
     Args:
         margin_e0: E0 in nats (None: 0.4 ln K).
@@ -73,7 +76,7 @@ class SAR(Tent):
         reset_constant_em: e_m in nats (None: 0.2 ln K / ln 1000); 0 turns recovery off.
     """
 
-    capturable = False      # host-side filters and counters in its step
+    capturable = True
 
     def __init__(self, margin_e0: float | None = None, rho: float = 0.05,
                  reset_constant_em: float | None = None) -> None:
@@ -84,21 +87,58 @@ class SAR(Tent):
         self.margin_e0 = margin_e0
         self.rho = float(rho)
         self.reset_constant_em = reset_constant_em
-        self.ema: float | None = None
-        self.num_resets = 0
+        # on the model's device, updated in place (a captured step reads and writes them);
+        # float64, so that the average is the same number as in Python floats
+        self._ema = torch.zeros((), dtype=torch.float64)
+        self._has_ema = torch.zeros((), dtype=torch.bool)
+        self._resets = torch.zeros((), dtype=torch.long)
         self._source: dict | None = None
+
+    @property
+    def ema(self) -> float | None:
+        """The moving average of pass 2's entropy term (None: none since the last recovery)."""
+        return float(self._ema) if bool(self._has_ema) else None
+
+    @property
+    def num_resets(self) -> int:
+        """Recoveries so far."""
+        return int(self._resets)
 
     def setup(self, learner: Learner) -> None:
         """Keeps the source state of what recovery restores (the trainable parameters, the
         optimizer, the plug-ins): it is the checkpoint's, also on resume."""
         self._source = learner.trainable_state()
         self.logger = learner.logger
+        self._ema, self._has_ema, self._resets = (
+            t.to(learner.device) for t in (self._ema, self._has_ema, self._resets))
+        stateful = [type(p).__name__ for p in learner.plugins if p.state_dict()]
+        if stateful or self._source['optimizer'].get('state'):
+            self.capturable = False
+            self.host_work = (f'its recovery restores the state of {", ".join(stateful)}'
+                              if stateful else 'its recovery restores a used optimizer state')
+
+    def device_state(self) -> list[Tensor]:
+        return [self._ema, self._has_ema, self._resets]
 
     def recover(self, learner: Learner) -> None:
         """SAR's model recovery: the source parameters, optimizer and plug-in state."""
         learner.load_trainable_state(self._source)
-        self.ema = None
-        self.num_resets += 1
+        self._has_ema.fill_(False)
+        self._resets += 1
+
+    @torch.no_grad()
+    def recover_on_device(self, learner: Learner, recover: Tensor) -> None:
+        """:meth:`recover` where ``recover`` (a device bool) holds, with no host read: the
+        source parameters, the optimizer's state zeroed in place (the source's is the fresh
+        one, as ``setup`` checked: Adam with no moments and step 0)."""
+        for param, source in zip(learner.params, self._source['params'], strict=True):
+            param.copy_(torch.where(recover, source, param))
+        for state in learner.optim_wrapper.optimizer.state.values():
+            for value in state.values():
+                if isinstance(value, Tensor):
+                    value.masked_fill_(recover, 0)
+        self._has_ema.logical_and_(~recover)
+        self._resets.add_(recover.long())
 
     @staticmethod
     def entropy(ctx: StepContext) -> Tensor:
@@ -120,6 +160,14 @@ class SAR(Tent):
         entropy, selected = ctx.selection
         return {'loss_entropy': masked_mean(entropy, selected)}
 
+    def _second_pass(self, learner: Learner, ctx: StepContext, second: StepContext,
+                     margin: float) -> None:
+        """Pass 2's selection (pass 1's reliable pixels still below E0) and loss terms."""
+        entropy = self.entropy(second)
+        second.selection = (entropy, ctx.selection[1] & (entropy.detach() < margin))
+        second.losses = self.loss(second)
+        learner.add_plugin_losses(second)
+
     def adapt(self, learner: Learner, ctx: StepContext) -> bool:
         """SAM's two passes, the update with pass 2's gradients, then the recovery check."""
         num_classes = ctx.logits.shape[1]
@@ -131,11 +179,7 @@ class SAR(Tent):
         learner.zero_grad()
         try:
             second = learner.forward(ctx.batch, grad=True, predict=False)
-            entropy = self.entropy(second)
-            margin = entropy_margin(num_classes, self.margin_e0)
-            second.selection = (entropy, ctx.selection[1] & (entropy.detach() < margin))
-            second.losses = self.loss(second)
-            learner.add_plugin_losses(second)
+            self._second_pass(learner, ctx, second, entropy_margin(num_classes, self.margin_e0))
             finite = learner.backward(second)
         finally:
             sam_restore(learner.params, old)
@@ -143,7 +187,8 @@ class SAR(Tent):
         ctx.stats['kept_pixels'] = num_kept
         value = second.losses['loss_entropy'].item()
         if num_kept and math.isfinite(value):
-            self.ema = update_ema(self.ema, value)
+            self._ema.fill_(update_ema(self.ema, value))
+            self._has_ema.fill_(True)
         updated = learner.apply_update(second, finite)
         threshold = reset_constant(num_classes, self.reset_constant_em)
         if self.ema is not None and self.ema < threshold:
@@ -153,9 +198,50 @@ class SAR(Tent):
                              f'model recovered to the source state (recovery {self.num_resets})')
         return updated
 
+    def captured_adapt(self, learner: Learner, ctx: StepContext, forward) -> Tensor:
+        """:meth:`keep` and :meth:`adapt` on the device: both passes always run, and what
+        eager decides on the host (no reliable pixel, a non-finite pass 1 or 2, the average's
+        update, the recovery) are device bools folded into the update and the state, with
+        the same counters as device tensors. The recovery is not logged per step here (the
+        domain's record counts ``resets``)."""
+        num_classes = ctx.logits.shape[1]
+        margin = entropy_margin(num_classes, self.margin_e0)
+        entropy = self.entropy(ctx)
+        reliable = entropy.detach() < margin
+        num_reliable = reliable.sum()
+        ctx.selection = (entropy, reliable)
+        ctx.attempted = num_reliable > 0
+        ctx.losses = self.loss(ctx)
+        learner.add_plugin_losses(ctx)
+        tried = ctx.attempted & learner.device_backward(ctx)    # eager stops at pass 1 else
+        old = sam_ascent(learner.params, self.rho)
+        learner.zero_grad()
+        second = forward()
+        self._second_pass(learner, ctx, second, margin)
+        finite = learner.device_backward(second)
+        sam_restore(learner.params, old)
+        num_kept = torch.where(tried, second.selection[1].sum(), 0)
+        value = second.losses['loss_entropy'].detach().to(self._ema.dtype)
+        with torch.no_grad():
+            track = tried & (num_kept > 0) & torch.isfinite(value)
+            average = torch.where(self._has_ema, EMA_MOMENTUM * self._ema
+                                  + (1 - EMA_MOMENTUM) * value, value)
+            self._ema.copy_(torch.where(track, average, self._ema))
+            self._has_ema.logical_or_(track)
+        updated = learner.device_step(second, tried & finite)
+        threshold = reset_constant(num_classes, self.reset_constant_em)
+        recover = tried & self._has_ema & (self._ema < threshold)
+        self.recover_on_device(learner, recover)
+        ctx.stats = {'pixels': reliable.numel(), 'reliable_pixels': num_reliable,
+                     'kept_pixels': num_kept, 'empty_steps': (num_reliable == 0).long(),
+                     'resets': recover.long()}
+        return updated
+
     def state_dict(self) -> dict:
         return {'ema': self.ema, 'num_resets': self.num_resets}
 
     def load_state_dict(self, state: dict) -> None:
-        self.ema = state.get('ema')
-        self.num_resets = state.get('num_resets', 0)
+        ema = state.get('ema')
+        self._ema.fill_(0.0 if ema is None else ema)
+        self._has_ema.fill_(ema is not None)
+        self._resets.fill_(state.get('num_resets', 0))

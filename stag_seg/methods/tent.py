@@ -63,6 +63,7 @@ class TentPseudoLabel(Tent):
         self.loss_resolution = loss_resolution
         # the captured step sees logits only: the label's resolution needs the samples
         self.capturable = loss_resolution == 'head'
+        self.host_work = "loss_resolution='label' works at each sample's label resolution"
         self.align_corners = False
 
     def configure_model(self, model: nn.Module) -> None:

@@ -26,6 +26,8 @@ class StepContext:
             pseudo-labels); None for methods without one.
         stats: counters the method reports for this step (summed per domain).
         updated: whether the update happened (None until it is decided).
+        attempted: in a captured step, a device bool: whether the method's filter kept
+            anything to update on (None: it did, or the step is eager).
     """
 
     outputs: list
@@ -37,7 +39,8 @@ class StepContext:
     losses: dict[str, Tensor] = field(default_factory=dict)
     selection: object = None
     stats: dict[str, float] = field(default_factory=dict)
-    updated: bool | None = None
+    updated: bool | Tensor | None = None
+    attempted: Tensor | None = None
 
 
 @dataclass
@@ -47,16 +50,18 @@ class StepResult:
     Attributes:
         outputs: the scored predictions (``SegDataSample`` with ``pred_sem_seg`` at the
             label's resolution), made before this step's update.
-        attempted: an update was attempted (False for no-update methods and stages).
-        updated: the update happened (False when it was skipped, e.g. a non-finite loss).
+        attempted: an update was attempted (False for no-update methods and stages, and
+            steps whose filter kept nothing); a device bool from a captured step.
+        updated: the update happened (False when it was skipped, e.g. a non-finite loss); a
+            device bool from a captured step (read once per domain).
         stats: counters a method reports per domain (summed over steps), e.g.
-            ``{'kept_pixels': 812, 'pixels': 1024}``.
+            ``{'kept_pixels': 812, 'pixels': 1024}``; a captured step's are device tensors.
         losses: the named loss terms of the update (detached tensors; the adapter fills it
             from the step context it updated on), empty when no update was attempted.
     """
 
     outputs: list
-    attempted: bool = False
-    updated: bool = False
-    stats: dict[str, float] = field(default_factory=dict)
+    attempted: bool | Tensor = False
+    updated: bool | Tensor = False
+    stats: dict[str, float | Tensor] = field(default_factory=dict)
     losses: dict[str, Tensor] = field(default_factory=dict)

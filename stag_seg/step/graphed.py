@@ -34,9 +34,8 @@ MAX_CAPTURES = 4
 def graph_blocker(method, plugins, optimizer, wrapper, amp: str | None) -> str | None:
     """Why the step of ``method`` + ``plugins`` cannot be captured, or None if it can."""
     if not getattr(method, 'capturable', False):
-        return (f'{type(method).__name__} is not capturable with these options (its step '
-                'decides on the host or works outside the one captured forward: filters, '
-                'extra passes, a teacher, a loss at the label\'s resolution)')
+        return (f'{type(method).__name__} is not capturable with these options '
+                f'({getattr(method, "host_work", "its step decides on the host")})')
     blocked = [type(p).__name__ for p in plugins if not getattr(p, 'capturable', False)]
     if blocked:
         return f'plug-in(s) {", ".join(blocked)} do not declare capturable = True'
@@ -76,12 +75,16 @@ class GraphedStep:
         logger: where capture lines go.
         use_graph: capture and replay (CUDA); False runs ``body`` eagerly after the same
             warm-up and restore (the CPU path of the tests).
+        extra_state: ``extra_state()`` lists other tensors ``body`` updates in place (a
+            method's device counters), restored after the warm-up like the model's.
     """
 
     def __init__(self, body: Callable[[Tensor, list], tuple], model: nn.Module,
                  optimizer: torch.optim.Optimizer, warmup: int = 2,
-                 logger: logging.Logger | None = None, use_graph: bool = True) -> None:
+                 logger: logging.Logger | None = None, use_graph: bool = True,
+                 extra_state: Callable[[], list[Tensor]] = list) -> None:
         self.body, self.model, self.optimizer = body, model, optimizer
+        self.extra_state = extra_state
         self.warmup = warmup
         self.use_graph = use_graph
         self.logger = logger or logging.getLogger(__name__)
@@ -120,7 +123,7 @@ class GraphedStep:
 
     # ---------------------------------------------------------------- capture
     def _state_tensors(self) -> list[Tensor]:
-        tensors = list(self.model.state_dict(keep_vars=True).values())
+        tensors = list(self.model.state_dict(keep_vars=True).values()) + self.extra_state()
         for state in self.optimizer.state.values():
             tensors += [t for t in state.values() if isinstance(t, Tensor)]
         return [t for t in tensors if isinstance(t, Tensor)]

@@ -66,6 +66,7 @@ class Learner:
         self.logger = logger or logging.getLogger(__name__)
         self.build_loader = build_loader
         self.losses: dict[str, torch.Tensor] = {}     # the last update's terms (detached)
+        self._found_inf: torch.Tensor | None = None    # the captured update's skip flag
         self.method_name = 'the method'     # named in errors (the adapter sets it)
         self.classifier_path = classifier
         self.classifier = get_submodule(model, classifier)
@@ -226,6 +227,36 @@ class Learner:
             for plugin in self.plugins:
                 plugin.after_update(ctx)
             return finite
+
+    # ---------------------------------------------------------------- the captured update
+    def device_backward(self, ctx: StepContext) -> torch.Tensor:
+        """Back-propagates the sum of ``ctx.losses`` (no loss scaling: the captured step has
+        no GradScaler); returns the device bool whether it and the gradients are finite."""
+        loss = sum(ctx.losses.values())
+        loss.backward()
+        return self.finite(loss)
+
+    def device_step(self, ctx: StepContext, go: torch.Tensor) -> torch.Tensor:
+        """The fused optimizer's step, skipped on the device where ``go`` (a device bool) is
+        False (its ``found_inf``: parameters, moments and step count stay); ``ctx.losses``
+        become the step's reported terms. Returns ``go``. No host synchronisation."""
+        optimizer = self.optim_wrapper.optimizer
+        if self._found_inf is None:
+            self._found_inf = torch.zeros((), device=self.device)
+        self._found_inf.copy_((~go).float())
+        optimizer.found_inf = self._found_inf
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.found_inf
+        self.losses = {k: v.detach() for k, v in ctx.losses.items()}
+        return go
+
+    def device_update(self, ctx: StepContext, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`update` with device decisions: backward, then the step where the loss and
+        gradients are finite (and ``keep``, a device bool, holds)."""
+        go = self.device_backward(ctx)
+        return self.device_step(ctx, go if keep is None else go & keep)
 
     def zero_grad(self) -> None:
         """Clears the trainable parameters' gradients (between two passes of one step)."""
