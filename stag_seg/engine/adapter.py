@@ -106,9 +106,8 @@ class TTAAdapter(Learner):
         seg_logits, attempted, updated, *values = outputs
         predictions = self.postprocess(self.model, seg_logits.float(), samples)
         # the graph's outputs are overwritten by the next replay: copies, still on the device
-        values = [v.clone() for v in values]
-        names = self._loss_names + self._stat_names
-        named = dict(zip(names, values, strict=True))
+        named = {name: v.clone() for name, v in zip(self._loss_names + self._stat_names,
+                                                     values, strict=True)}
         self.losses = {name: named[name] for name in self._loss_names}
         stats = {**self._constant_stats, **{name: named[name] for name in self._stat_names}}
         return StepResult(predictions, attempted=attempted.clone(), updated=updated.clone(),

@@ -78,10 +78,8 @@ class DomainScorer:
         self.metric.process(None, [sample])
         self.num_images += 1
         if isinstance(attempted, torch.Tensor) or isinstance(updated, torch.Tensor):
-            device = (attempted if isinstance(attempted, torch.Tensor) else updated).device
-            attempted, updated = (torch.as_tensor(attempted, device=device),
-                                  torch.as_tensor(updated, device=device))
-            self.skipped_updates = self.skipped_updates + (attempted & ~updated).long()
+            skipped = torch.as_tensor(attempted) & ~torch.as_tensor(updated)   # 0-d: any device
+            self.skipped_updates = self.skipped_updates + skipped.long()
         elif attempted:
             self.skipped_updates += int(not updated)
         if self.out_dir:

@@ -22,8 +22,9 @@ EMA_MOMENTUM = 0.9
 PAPER_RESET_CONSTANT = 0.2
 
 
-def update_ema(ema: float | None, value: float) -> float:
-    """SAR's moving average: the first value sets it, then 0.9 * ema + 0.1 * value."""
+def update_ema(ema: float | Tensor | None, value: float | Tensor) -> float | Tensor:
+    """SAR's moving average: the first value sets it, then 0.9 * ema + 0.1 * value (numbers
+    or device tensors)."""
     return value if ema is None else EMA_MOMENTUM * ema + (1 - EMA_MOMENTUM) * value
 
 
@@ -145,12 +146,17 @@ class SAR(Tent):
         """(M,) per-pixel entropy of ``ctx.logits`` (float32, differentiable)."""
         return softmax_entropy(pixels_last(ctx.logits.float()), dim=1)
 
-    def keep(self, ctx: StepContext) -> bool:
-        """Pass 1's reliable pixels (``ctx.selection``); a step with none is skipped."""
+    def select(self, ctx: StepContext) -> tuple[Tensor, Tensor]:
+        """Pass 1's (M,) entropy and reliable pixels (entropy below E0), as ``ctx.selection``."""
         entropy = self.entropy(ctx)
         reliable = entropy.detach() < entropy_margin(ctx.logits.shape[1], self.margin_e0)
-        num_reliable = int(reliable.sum())
         ctx.selection = (entropy, reliable)
+        return ctx.selection
+
+    def keep(self, ctx: StepContext) -> bool:
+        """Pass 1's reliable pixels (``ctx.selection``); a step with none is skipped."""
+        _, reliable = self.select(ctx)
+        num_reliable = int(reliable.sum())
         ctx.stats = {'pixels': reliable.numel(), 'reliable_pixels': num_reliable,
                      'kept_pixels': 0, 'empty_steps': int(num_reliable == 0), 'resets': 0}
         return num_reliable > 0
@@ -206,10 +212,8 @@ class SAR(Tent):
         domain's record counts ``resets``)."""
         num_classes = ctx.logits.shape[1]
         margin = entropy_margin(num_classes, self.margin_e0)
-        entropy = self.entropy(ctx)
-        reliable = entropy.detach() < margin
+        _, reliable = self.select(ctx)
         num_reliable = reliable.sum()
-        ctx.selection = (entropy, reliable)
         ctx.attempted = num_reliable > 0
         ctx.losses = self.loss(ctx)
         learner.add_plugin_losses(ctx)
@@ -224,8 +228,7 @@ class SAR(Tent):
         value = second.losses['loss_entropy'].detach().to(self._ema.dtype)
         with torch.no_grad():
             track = tried & (num_kept > 0) & torch.isfinite(value)
-            average = torch.where(self._has_ema, EMA_MOMENTUM * self._ema
-                                  + (1 - EMA_MOMENTUM) * value, value)
+            average = torch.where(self._has_ema, update_ema(self._ema, value), value)
             self._ema.copy_(torch.where(track, average, self._ema))
             self._has_ema.logical_or_(track)
         updated = learner.device_step(second, tried & finite)
