@@ -9,6 +9,7 @@ import os.path as osp
 import statistics
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ from engine_utils import REPO, TINY_CONFIG
 from mmengine.config import Config
 from mmseg.registry import DATASETS, MODELS
 
-from stag_seg.benchmark import run_benchmark
+from stag_seg.benchmark import DEFAULT_STAG_METHODS, run_benchmark, step_timing
 from stag_seg.benchmark.fixtures import synthetic_batch, write_acdc_stream
 from stag_seg.benchmark.isolation import run_in_fresh_process
 from stag_seg.benchmark.loop_timing import SPLIT, IterationTimer, iteration_split
@@ -89,6 +90,7 @@ def report(tmp_path_factory, cotta_configs):
                            speed=SPEED, loop_images=3, stream_size=STREAM, loop_workers=1,
                            startup_reps=1, postprocess_reps=1, out=out,
                            method_configs=cotta_configs, view_steps=1,
+                           loop_precisions=('fp32', 'bf16'), stag_methods=['all'],
                            print_fn=lines.append)
     return result, out, '\n'.join(lines)
 
@@ -135,10 +137,12 @@ def test_table_ratios_and_memory_relations(report):
     rows = {r['variant']: r for r in config['variants']}
     base = rows[BASELINE]
     assert 'median ms/step' in text and 'peak MB' in text
+    assert '1 timed step(s) (the first: no warm-up)' in text
     assert config['clock'] == 'cpu'                  # CPU, one torch thread
     for row in rows.values():
         steps = 1 if row['views'] > 1 else 2             # view_steps=1 for CoTTA's views
         assert row['steps'] == len(row['times_ms']) == steps
+        assert row['warmup'] == (0 if row['views'] > 1 else 1)    # CPU: CoTTA's is its first
         assert all(t > 0 for t in row['times_ms'])
         assert row['times_ms'] == row['cpu_times_ms'] and len(row['wall_times_ms']) == steps
         assert row['median_ms'] == pytest.approx(statistics.median(row['times_ms']))
@@ -187,9 +191,10 @@ def test_persistent_memory_is_weights_buffers_and_adam_state():
     step.step()
     model = step.model
     adapted = norm_affine_params(model)
+    resize_output = 19 * SIZE[0] * SIZE[1] * 4       # the kept (1, K, H, W) float32 resize
     expected = (sum(t.numel() * t.element_size() for t in [*model.parameters(),
                                                           *model.buffers()])
-                + sum(2 * p.numel() * 4 + 4 for p in adapted))
+                + sum(2 * p.numel() * 4 + 4 for p in adapted) + resize_output)
     assert persistent_bytes(step) == expected
 
 
@@ -403,6 +408,33 @@ def test_unknown_method_or_speed_option_is_one_clear_error():
     assert names[:2] == ['source', 'tent'] and names[-1] == speed_name('tf32')
 
 
+def test_stag_methods_choose_which_methods_are_timed_with_stag(cotta_configs):
+    def stag_rows(stag_methods):
+        variants = build_variants(TINY_CONFIG, ['eata', 'sar', 'cotta'], (), cotta_configs,
+                                  stag_methods)
+        return [v.name for v in variants if v.base not in (None, BASELINE)]
+    assert stag_rows(None) == [hook_default_variant(m) for m in ('eata', 'sar', 'cotta')]
+    assert stag_rows(DEFAULT_STAG_METHODS['cpu']) == [hook_default_variant(m)
+                                                      for m in ('eata', 'sar')]
+    assert stag_rows(['sar']) == [hook_default_variant('sar')]
+
+
+def test_each_variant_takes_its_own_warmup_then_its_timed_steps():
+    calls = {'tent': 0, 'cotta': 0}
+
+    def fake(name):
+        def step():
+            calls[name] += 1
+            return SimpleNamespace(updated=True, stats={})
+        return SimpleNamespace(step=step, adapter=SimpleNamespace(method=object()))
+
+    times = step_timing.time_steps({name: fake(name) for name in calls}, 3, 2,
+                                   torch.device('cpu'), counts={'cotta': 1},
+                                   warmups={'cotta': 0})
+    assert calls == {'tent': 2 + 3, 'cotta': 0 + 1}
+    assert {n: len(t) for n, t in times['cpu'].items()} == {'tent': 3, 'cotta': 1}
+
+
 def test_help_documents_the_options(monkeypatch, capsys):
     spec = importlib.util.spec_from_file_location(
         'benchmark_tool', osp.join(REPO, 'tools', 'benchmark.py'))
@@ -414,6 +446,7 @@ def test_help_documents_the_options(monkeypatch, capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     for option in ('--device', '--size', '--steps', '--warmup', '--configs', '--methods',
+                   '--stag-methods', '--view-steps', '--view-warmup', '--later-methods',
                    '--speed', '--skip-loop', '--loop-images', '--loop-precisions',
                    '--stream-size', '--loop-workers', '--startup-reps', '--threads', '--out',
                    '--quick', '--streams'):

@@ -5,11 +5,13 @@ import numpy as np
 import pytest
 import torch
 from mmengine.structures import PixelData
+from mmseg.evaluation import IoUMetric
 from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.structures import SegDataSample
 
 from stag_seg.engine.iou_metric import StreamIoUMetric
-from stag_seg.step.postprocess import argmax_classes, predict_labels
+from stag_seg.step import postprocess
+from stag_seg.step.postprocess import ResizeBuffer, argmax_classes, predict_labels
 
 
 class _Head:
@@ -55,6 +57,37 @@ def test_argmax_classes_is_argmax_with_ties_first():
     assert argmax_classes(logits).dtype == torch.long
 
 
+def test_argmax_classes_in_blocks_is_argmax_in_every_block(monkeypatch):
+    monkeypatch.setattr(postprocess, 'ARGMAX_BLOCK_PIXELS', 300)    # 3 rows of 100 a block
+    torch.manual_seed(2)
+    logits = torch.randn(19, 37, 100)           # 12 full blocks and one of a single row
+    logits[4] = logits[9]                       # ties everywhere: the first index wins
+    logits[:, 36] = logits[:, 36].round()       # many ties in the last, partial block
+    logits[13, 10, 5] = float('nan')            # one block falls back to argmax's NaN order
+    assert torch.equal(argmax_classes(logits), logits.argmax(0))
+
+
+def test_a_kept_resize_buffer_gives_mmseg_predictions_image_after_image():
+    torch.manual_seed(3)
+    buffer = ResizeBuffer()
+    segmentor = _Segmentor(align_corners=False)
+    batches = [torch.randn(2, 19, 135, 240), torch.randn(1, 19, 135, 240),
+               torch.randn(1, 19, 64, 64)]
+    shapes = [(1080, 1920), (1080, 1920), (512, 1024)]
+    outputs, kept = [], []
+    for seg_logits, shape in zip(batches, shapes, strict=True):
+        samples = [SegDataSample(metainfo=dict(ori_shape=shape)) for _ in seg_logits]
+        outputs.append((predict_labels(seg_logits, samples, False, buffer), seg_logits))
+        kept.append(buffer.out.data_ptr())
+    assert kept[0] == kept[1]                   # the same image size reuses the buffer
+    assert buffer.out.shape == (1, 19, 512, 1024)
+    for ours, seg_logits in outputs:            # every prediction, after all the others
+        theirs = segmentor.postprocess_result(seg_logits.clone(), [
+            SegDataSample(metainfo=s.metainfo) for s in ours])
+        for a, b in zip(ours, theirs, strict=True):
+            assert torch.equal(a.pred_sem_seg.data, b.pred_sem_seg.data)
+
+
 @pytest.mark.parametrize('meta', [
     dict(),
     dict(flip=True, flip_direction='horizontal'),
@@ -84,6 +117,21 @@ def test_1080p_predictions_and_miou_equal_mmseg_postprocess(meta, align_corners)
         metric.process(None, [sample])
         metrics.append(metric.compute_metrics(metric.results))
     assert metrics[0]['mIoU'] == metrics[1]['mIoU']
+
+
+@pytest.mark.parametrize('num_classes', [19, 200])       # int16 index; too many for it
+@pytest.mark.parametrize('ignore_index', [255, 30000])
+def test_areas_are_mmseg_intersect_and_union(num_classes, ignore_index):
+    torch.manual_seed(4)
+    pred = torch.randint(0, num_classes, (270, 480))
+    label = torch.randint(0, num_classes, (270, 480))
+    label[:20] = ignore_index
+    label[100:110, 50:60] = num_classes - 1
+    pred[100:105, 50:60] = num_classes - 1                 # the last class's cells agree
+    ours = StreamIoUMetric.intersect_and_union(pred, label, num_classes, ignore_index)
+    theirs = IoUMetric.intersect_and_union(pred, label, num_classes, ignore_index)
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.dtype == torch.float32 and torch.equal(a, b.float())
 
 
 def test_a_domain_without_valid_labels_scores_nan_without_numpy_noise():

@@ -4,10 +4,12 @@ import glob
 import json
 import math
 import os.path as osp
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
+import torch
 from engine_utils import REPO, TINY_CONFIG, tiny_options
 from fixture_data import make_acdc_tree
 from mmseg.datasets import CityscapesDataset
@@ -15,9 +17,10 @@ from mmseg.registry import HOOKS
 
 from stag_seg.commands.test_tta import parse_args
 from stag_seg.engine.launch import build_runner, load_tta_config
-from stag_seg.engine.scalars_hook import with_fractions
+from stag_seg.engine.scalars_hook import StreamScalarsHook, with_fractions
 from stag_seg.plugins import TTAPlugin
 from stag_seg.reports import load_records
+from stag_seg.step.context import StepResult
 
 TINY_STAG = osp.join(REPO, 'tests', 'configs', 'tiny_segformer_acdc_stag.py')
 IMAGES_PER_DOMAIN = 4           # make_acdc_tree: 2 sequences x 2 frames
@@ -131,6 +134,25 @@ def test_counters_get_their_fractions():
                            'empty_steps': 1, 'mIoU': None}) == {
         'pixels': 10.0, 'kept_pixels': 4.0, 'reliable_pixels': 5.0, 'empty_steps': 1.0,
         'kept_pixels_fraction': 0.4, 'reliable_pixels_fraction': 0.5}
+
+
+@pytest.mark.parametrize('attempted', [True, False, torch.tensor(True), torch.tensor(False)])
+def test_a_step_not_attempted_writes_no_loss_terms(attempted):
+    """A captured step hands its terms back even when its filter kept nothing (a device
+    ``attempted`` False); as for an eager step, only its counters are written then."""
+    written = []
+    runner = SimpleNamespace(visualizer=SimpleNamespace(
+        add_scalars=lambda scalars, step: written.append((scalars, step))))
+    hook = StreamScalarsHook(interval=1, log=False)
+    hook.steps, hook.images = 0, 0
+    result = StepResult([object()], attempted=attempted, updated=attempted,
+                        stats={'empty_steps': torch.tensor(0 if bool(attempted) else 1)},
+                        losses={'loss_eata': torch.tensor(0.5)})
+    hook.after_tta_step(runner, SimpleNamespace(round=1, domains=['fog']), result)
+    expected = {'step/empty_steps': 0.0 if bool(attempted) else 1.0}
+    if bool(attempted):
+        expected.update({'step/loss_eata': 0.5, 'step/loss': 0.5})
+    assert written == [(expected, 1)]
 
 
 def test_command_line_shortcuts_set_the_config():

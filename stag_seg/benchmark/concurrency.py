@@ -11,6 +11,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from stag_seg.benchmark.fixtures import synthetic_batch
+from stag_seg.benchmark.memory import quiet_stderr
 from stag_seg.benchmark.step_timing import build_steps
 from stag_seg.benchmark.variants import BASELINE, Variant
 
@@ -115,7 +116,7 @@ def count_step_ops(config: str, size: tuple[int, int], device: torch.device,
         step.step()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda'
                                            else [])
-    with profile(activities=activities) as prof:
+    with quiet_stderr(), profile(activities=activities) as prof:      # no kineto lines
         step.step()
         if device.type == 'cuda':
             torch.cuda.synchronize()

@@ -52,7 +52,7 @@ class BackwardMark:
 
 
 @contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
+def quiet_stderr() -> Iterator[None]:
     """Silences C++-level stderr (kineto's start/stop lines) for the block."""
     sys.stderr.flush()
     saved = os.dup(2)
@@ -86,7 +86,7 @@ def step_peak_bytes(fn: Callable[[], object], device: torch.device,
         sync(device)
         at_mark = None if mark is None or mark.allocated is None else mark.allocated - base
         return torch.cuda.max_memory_allocated(device) - base, at_mark
-    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     events = list(prof.profiler.kineto_results.events())
     memory = sorted((e.start_ns(), e.nbytes()) for e in events
@@ -126,7 +126,7 @@ def persistent_bytes(step: AdapterStep) -> int:
     state, and the method's and plug-ins' own state, each storage once. The method's is its
     ``state_dict`` and every tensor or module among its attributes, so what it keeps outside
     its resume state counts too (CoTTA's frozen anchor model, SAR's source parameters and
-    optimizer state for recovery)."""
+    optimizer state for recovery), and the kept resize output of the scored prediction."""
     adapter = step.adapter
     tensors = [*adapter.model.parameters(), *adapter.model.buffers()]
     if adapter.optim_wrapper is not None:
@@ -134,6 +134,7 @@ def persistent_bytes(step: AdapterStep) -> int:
     tensors += list(_tensors(adapter.method.state_dict()))
     tensors += list(_tensors(vars(adapter.method)))
     tensors += list(_tensors([p.state_dict() for p in adapter.plugins]))
+    tensors += list(_tensors(adapter.resize_buffer.out))
     storages = {(t.device, t.untyped_storage().data_ptr()): t.untyped_storage().nbytes()
                 for t in tensors}
     return sum(storages.values())

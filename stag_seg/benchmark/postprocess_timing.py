@@ -12,6 +12,7 @@ from stag_seg.benchmark.timers import elapsed, stamp
 from stag_seg.engine.adapter import TTAAdapter
 from stag_seg.engine.iou_metric import StreamIoUMetric
 from stag_seg.engine.scorer import DomainScorer
+from stag_seg.step.postprocess import ResizeBuffer
 
 
 def time_postprocess_and_scoring(input_size: tuple[int, int],
@@ -35,11 +36,12 @@ def time_postprocess_and_scoring(input_size: tuple[int, int],
         metric = StreamIoUMetric()
         metric.dataset_meta = dict(classes=[f'class{k}' for k in range(num_classes)])
         scorer = DomainScorer('benchmark', None, metric)
+        buffer = ResizeBuffer()                                 # kept, as the learner's
         post, score, wall = [], [], []
         for _ in range(reps + 1):
             sample = scored_sample(out_size, num_classes)
             start = stamp(device)
-            outputs = TTAAdapter.postprocess(model, logits, [sample])
+            outputs = TTAAdapter.postprocess(model, logits, [sample], buffer)
             middle = stamp(device)
             scorer.add(outputs[0], 1, True, True)
             end = stamp(device)

@@ -78,9 +78,12 @@ def format_notes(result: dict) -> list[str]:
     viewed = [r for r in result['variants'] if r['views'] > 1]
     if viewed:
         counts = sorted({r['steps'] for r in viewed})
+        warmups = sorted({r.get('warmup', result.get('warmup')) for r in viewed} - {None})
+        first = (' (the first: no warm-up)' if warmups == [0] else
+                 f" after {'/'.join(map(str, warmups))} warm-up" if warmups else '')
         notes.append(f"  {_names(viewed)}: {viewed[0]['views']} test-time-augmented views per "
                      f"step (the config's pipeline), {'/'.join(map(str, counts))} timed "
-                     f"step(s) spread over the rounds")
+                     f"step(s){first} spread over the rounds")
         original = [r for r in viewed if r.get('views_from_original')]
         if original:
             notes.append(f"  {_names(original)}: views made from an original image twice the "

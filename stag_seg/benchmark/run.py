@@ -71,23 +71,34 @@ DEFAULT_LOOP_IMAGES = {'cuda': 40, 'cpu': 10}
 #: timed steps of the variants with test-time-augmented views (CoTTA: 14 views, about 10
 #: TENT steps each) per device (None: --steps); on CPU 8 would take ~15 minutes on B5 alone
 DEFAULT_VIEW_STEPS = {'cuda': None, 'cpu': 1}
+#: warm-up steps of the variants with test-time-augmented views per device (None: --warmup).
+#: On CPU none: their one timed step is their first (CoTTA's on B5 at 216x384, one thread:
+#: 19.9 s, then 18.8 and 17.8 s), which saves ~20 s per variant
+DEFAULT_VIEW_WARMUP = {'cuda': None, 'cpu': 0}
+#: the methods timed + STAG (their ``-stag`` configs) per device (None: every one with such a
+#: config); on CPU not CoTTA, whose one ~20 s step per variant cannot show a STAG overhead of
+#: a few percent (steps vary by 5%)
+DEFAULT_STAG_METHODS = {'cuda': None, 'cpu': ('eata', 'sar')}
 #: the methods timed on the configs after the first, per device (None: as on the first);
-#: on CPU TENT only (with STAG's forms: the targets), to keep a run within ~15 minutes
+#: on CPU TENT only (with STAG's forms: the targets), to keep a run within ~10 minutes
 DEFAULT_LATER_METHODS = {'cuda': None, 'cpu': ('tent',)}
 #: TENT with these speed options is timed on the first config (keys of SPEED_VARIANTS)
 DEFAULT_SPEED = {'cuda': ('bf16', 'tf32', 'channels_last'), 'cpu': ('bf16',)}
 #: the parts of a step in the split table
 SPLIT_PARTS = (*STEP_PHASES, 'loss + other')
-#: precisions of the loop runs (fp32 first: the loop target's)
-DEFAULT_LOOP_PRECISIONS = ('fp32', 'bf16')
+#: precisions of the loop runs per device (fp32 first: the loop target's). On CPU fp32 only:
+#: a bf16 loop of a random-init model shows no accuracy difference worth ~40 s of the run
+DEFAULT_LOOP_PRECISIONS = {'cuda': ('fp32', 'bf16'), 'cpu': ('fp32',)}
 
 
 def benchmark_config(config: str, size: tuple[int, int], device: torch.device,
                      variants: Sequence[Variant], num_steps: int, warmup: int,
-                     view_steps: int | None = None, split_rounds: int = 3) -> dict:
+                     view_steps: int | None = None, split_rounds: int = 3,
+                     view_warmup: int | None = None) -> dict:
     """Times and memory of every variant on one config; ratios to TENT and, for a method +
     STAG, to the method alone. Variants whose batch has test-time-augmented views (CoTTA)
-    get ``view_steps`` timed steps (None: ``num_steps``)."""
+    get ``view_steps`` timed steps after ``view_warmup`` warm-up steps (None: ``num_steps``,
+    ``warmup``)."""
     ratio = ratio_clock(device)
     clock = [time.perf_counter()]
     steps = build_steps(config, size, device, variants)
@@ -96,13 +107,15 @@ def benchmark_config(config: str, size: tuple[int, int], device: torch.device,
     num_adapted = sum(p.numel() for p in steps[BASELINE].adapter.params)
     counts = {name: (min(num_steps, view_steps) if step.views > 1 and view_steps is not None
                      else num_steps) for name, step in steps.items()}
+    warmups = {name: (view_warmup if step.views > 1 and view_warmup is not None else warmup)
+               for name, step in steps.items()}
     one_off = {name: pending for name, step in steps.items()
                if (pending := one_off_pending(step.adapter.method)) is not None}
     clock.append(time.perf_counter())
     # on CPU the timed rounds are split too (the timers' device syncs are no-ops there); on
     # CUDA the syncs would stall the step's queue, so extra rounds are split instead
     times = time_steps(steps, num_steps, warmup, device, split=device.type == 'cpu',
-                       counts=counts)
+                       counts=counts, warmups=warmups)
     if device.type != 'cpu':
         times['split'] = time_steps(steps, split_rounds, 0, device, split=True,
                                     counts=counts)['split']
@@ -125,6 +138,7 @@ def benchmark_config(config: str, size: tuple[int, int], device: torch.device,
                      'plugins': variant.plugins, 'options': variant.options,
                      'stream_config': variant.stream_config, 'base': base,
                      'views': views[name], 'steps': len(times[ratio][name]),
+                     'warmup': warmups[name],
                      'views_from_original': variant.views_from_original and views[name] > 1,
                      'model_test_cfg': variant.model_test_cfg,
                      'updated_steps': sum(times['updated'][name]) if updates[name] else None,
@@ -150,7 +164,7 @@ def benchmark_config(config: str, size: tuple[int, int], device: torch.device,
     base_backward = by_name[BASELINE]['at_backward_mb']
     return {
         'config': config, 'size': list(size), 'steps': num_steps, 'warmup': warmup,
-        'view_steps': view_steps, 'clock': ratio,
+        'view_steps': view_steps, 'view_warmup': view_warmup, 'clock': ratio,
         'num_params': num_params, 'num_adapted_params': num_adapted, 'classifier': shape,
         'calibration': steps.calibration,
         'one_off_in_warmup': one_off, 'source_batches': SOURCE_BATCHES,
@@ -208,7 +222,7 @@ def run_benchmark(configs: Sequence[str] = DEFAULT_CONFIGS,
                   speed: Sequence[str] | None = None,
                   loop: bool = True,
                   loop_images: int | None = None,
-                  loop_precisions: Sequence[str] = DEFAULT_LOOP_PRECISIONS,
+                  loop_precisions: Sequence[str] | None = None,
                   stream_size: tuple[int, int] = FULL_RESOLUTION,
                   loop_workers: int | None = None,
                   startup_reps: int = 2,
@@ -218,16 +232,21 @@ def run_benchmark(configs: Sequence[str] = DEFAULT_CONFIGS,
                   method_configs: Mapping[str, str] | None = None,
                   later_methods: Sequence[str] | None = None,
                   view_steps: int | None = None,
+                  view_warmup: int | None = None,
+                  stag_methods: Sequence[str] | None = None,
                   print_fn: Callable[[str], None] | None = print) -> dict:
     """Runs everything, prints the tables and the targets and writes the JSON; returns the
     JSON's content.
 
     ``None`` options take the device's defaults (``DEFAULT_SIZE``, ``DEFAULT_STEPS``, ...).
     ``methods`` default to every registered TTA method, each with its stream config's options
-    (``method_configs`` maps a name such as 'cotta' or 'eata-stag' to another config); the
-    configs after the first time ``later_methods`` (``DEFAULT_LATER_METHODS``; ``['all']``:
-    every registered one); the variants with test-time-augmented views get ``view_steps``
-    timed steps (``DEFAULT_VIEW_STEPS``). The ``speed`` variants, the start-up
+    (``method_configs`` maps a name such as 'cotta' or 'eata-stag' to another config), and
+    ``stag_methods`` of them + STAG (``DEFAULT_STAG_METHODS``; ``['all']``: every one with a
+    ``-stag`` config); the configs after the first time ``later_methods``
+    (``DEFAULT_LATER_METHODS``; ``['all']``: every registered one); the variants with
+    test-time-augmented views get ``view_steps`` timed steps after ``view_warmup`` warm-up
+    steps (``DEFAULT_VIEW_STEPS``, ``DEFAULT_VIEW_WARMUP``); the loop runs once per
+    ``loop_precisions`` (``DEFAULT_LOOP_PRECISIONS``). The ``speed`` variants, the start-up
     and the loop run on the first config only; the post-processing benchmark uses
     ``stream_size`` as the output size and always runs on one CPU thread. The loop and the
     post-processing run in fresh processes (:mod:`~stag_seg.benchmark.isolation`).
@@ -249,9 +268,18 @@ def run_benchmark(configs: Sequence[str] = DEFAULT_CONFIGS,
     num_steps = DEFAULT_STEPS[kind] if num_steps is None else num_steps
     warmup = DEFAULT_WARMUP[kind] if warmup is None else warmup
     view_steps = DEFAULT_VIEW_STEPS[kind] if view_steps is None else view_steps
+    view_warmup = DEFAULT_VIEW_WARMUP[kind] if view_warmup is None else view_warmup
     if num_steps < 1 or warmup < 1 or (view_steps is not None and view_steps < 1):
         raise ValueError('--steps and --view-steps must be >= 1, and --warmup >= 1 (the first '
                          "step of a variant does one-off work: EATA's Fisher information)")
+    if view_warmup is not None and view_warmup < 0:
+        raise ValueError(f'--view-warmup must be >= 0, got {view_warmup}')
+    loop_precisions = tuple(DEFAULT_LOOP_PRECISIONS[kind] if loop_precisions is None
+                            else loop_precisions)
+    if stag_methods is None:
+        stag_methods = DEFAULT_STAG_METHODS[kind]
+    elif list(stag_methods) == ['all']:
+        stag_methods = None
     loop_images = DEFAULT_LOOP_IMAGES[kind] if loop_images is None else loop_images
     speed = DEFAULT_SPEED[kind] if speed is None else tuple(speed)
     if later_methods is None:
@@ -260,7 +288,7 @@ def run_benchmark(configs: Sequence[str] = DEFAULT_CONFIGS,
     elif list(later_methods) == ['all']:
         later_methods = None
     variant_lists = [build_variants(config, methods if i == 0 else later_methods,
-                                    speed if i == 0 else (), method_configs)
+                                    speed if i == 0 else (), method_configs, stag_methods)
                      for i, config in enumerate(configs)]
     info = machine_info(dev)
     say(format_machine(info))
@@ -277,7 +305,7 @@ def run_benchmark(configs: Sequence[str] = DEFAULT_CONFIGS,
     results = []
     for i, config in enumerate(configs):
         result = benchmark_config(config, size, dev, variant_lists[i], num_steps, warmup,
-                                  view_steps)
+                                  view_steps, view_warmup=view_warmup)
         results.append(result)
         say('')
         say(format_table(result))
@@ -314,7 +342,7 @@ def run_benchmark(configs: Sequence[str] = DEFAULT_CONFIGS,
     with contextlib.suppress(OSError):
         info['load_average_end'] = list(os.getloadavg())
     report = {'machine': info, 'size': list(size), 'steps': num_steps, 'warmup': warmup,
-              'view_steps': view_steps,
+              'view_steps': view_steps, 'view_warmup': view_warmup,
               'configs': results, 'ops': ops, 'startup': startup, 'postprocess': postprocess,
               'loop': loops, 'targets': checks, 'wall_s': time.perf_counter() - started,
               'stag_defaults': dict(STAG_DEFAULTS),
@@ -322,6 +350,8 @@ def run_benchmark(configs: Sequence[str] = DEFAULT_CONFIGS,
               'options': {'configs': list(configs), 'methods': methods,
                           'later_methods': (None if later_methods is None
                                             else list(later_methods)),
+                          'stag_methods': (None if stag_methods is None
+                                           else list(stag_methods)),
                           'method_configs': dict(method_configs or {}), 'speed': list(speed),
                           'loop': loop, 'loop_images': loop_images,
                           'loop_precisions': list(loop_precisions),

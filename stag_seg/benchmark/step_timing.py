@@ -189,11 +189,13 @@ def timed_rounds(num_steps: int, count: int) -> set[int]:
 
 def time_steps(steps: Mapping[str, AdapterStep], num_steps: int, warmup: int,
                device: torch.device, seed: int = 0, split: bool = False,
-               counts: Mapping[str, int] | None = None) -> dict:
+               counts: Mapping[str, int] | None = None,
+               warmups: Mapping[str, int] | None = None) -> dict:
     """Seconds per step of every variant on both clocks, interleaved after warm-up: every
     round runs each variant once, in a seeded random order. A variant with fewer timed steps
     in ``counts`` (at most ``num_steps``; e.g. CoTTA, whose step runs 14 views) runs in that
-    many rounds spread over them (:func:`timed_rounds`).
+    many rounds spread over them (:func:`timed_rounds`); one in ``warmups`` takes that many
+    warm-up steps instead of ``warmup``.
 
     Returns ``{'wall': {name: [s, ...]}, 'cpu': {...}, 'updated': {name: [bool, ...]},
     'stats': {name: {stat: sum}}}`` (whether each timed step updated, and the method's stats
@@ -213,14 +215,17 @@ def time_steps(steps: Mapping[str, AdapterStep], num_steps: int, warmup: int,
     every STAG variant (three runs on SegFormer-B5).
     """
     counts = {name: min(num_steps, (counts or {}).get(name, num_steps)) for name in steps}
-    for _ in range(warmup):
-        for step in steps.values():
-            step.step()
+    warmups = {name: (warmups or {}).get(name, warmup) for name in steps}
+    for index in range(max(warmups.values(), default=0)):
+        for name, step in steps.items():
+            if index < warmups[name]:
+                step.step()
     for name, step in steps.items():
         pending = one_off_pending(step.adapter.method)
         if pending is not None:
             raise RuntimeError(f'{name}: {pending} is not computed before the timed steps '
-                               f'(warm-up {warmup}); time it after at least one warm-up step')
+                               f'(warm-up {warmups[name]}); time it after at least one '
+                               'warm-up step')
     rounds = {name: timed_rounds(num_steps, count) for name, count in counts.items()}
     times: dict = {c: {name: [] for name in steps} for c in CLOCKS}
     times['updated'] = {name: [] for name in steps}

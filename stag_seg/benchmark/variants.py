@@ -121,7 +121,8 @@ def _method_variant(name: str, spec: MethodSpec, **kwargs) -> Variant:
 
 def build_variants(config: str, methods: Sequence[str] | None = None,
                    speed: Sequence[str] = (),
-                   method_configs: Mapping[str, str] | None = None) -> list[Variant]:
+                   method_configs: Mapping[str, str] | None = None,
+                   stag_methods: Sequence[str] | None = None) -> list[Variant]:
     """The variant list for the benchmarked ``config``:
 
     1. each of ``methods`` (default: every registered method that has a stream config; TENT
@@ -130,7 +131,8 @@ def build_variants(config: str, methods: Sequence[str] | None = None,
        'cotta' or 'eata-stag', to a config to use; a named method without one is an error);
     2. TENT + each of STAG's forms (:data:`STAG_FORMS`);
     3. each other method + STAG, for the methods with a ``<name>-stag`` stream config (its
-       method and STAGHook entries; shipped: eata, sar, cotta, with STAG's defaults);
+       method and STAGHook entries; shipped: eata, sar, cotta, with STAG's defaults) that
+       are in ``stag_methods`` (None: all of them);
     4. TENT with each ``speed`` option (keys of :data:`SPEED_VARIANTS`).
 
     Unknown names are a ValueError listing the valid ones.
@@ -147,7 +149,7 @@ def build_variants(config: str, methods: Sequence[str] | None = None,
                                  plugins=[dict(type='STAGHook', **options)])
                  for form, options in STAG_FORMS.items()]
     for method in chosen:
-        if method == BASELINE:
+        if method == BASELINE or (stag_methods is not None and method not in stag_methods):
             continue
         spec = stag_spec(config, method, method_configs)
         if spec is None:

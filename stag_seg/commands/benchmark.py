@@ -3,7 +3,8 @@
     stag-benchmark --device cuda --quick      # the GPU check, a few minutes
     stag-benchmark [--configs CFG ...] [--device cpu|cuda] [--size H W]
                    [--steps N] [--warmup N] [--methods NAME ...] [--speed OPT ...]
-                   [--later-methods NAME ...] [--view-steps N]
+                   [--stag-methods NAME ...] [--later-methods NAME ...]
+                   [--view-steps N] [--view-warmup N]
                    [--method-configs NAME=CFG ...]
                    [--skip-loop] [--loop-images N] [--loop-precisions P ...]
                    [--stream-size H W] [--loop-workers N] [--startup-reps N]
@@ -16,8 +17,10 @@ bn-adapt, tent, tent-pl, eata, sar, cotta) with the options of its shipped strea
 (configs/segformer/segformer_mit-b5_cs2acdc_<method>.py, or the benchmarked config's
 sibling), on the batch that config's pipeline makes (CoTTA: its 14 test-time-augmented
 views); tent + STAG in three forms; eata, sar and cotta + STAG (their -stag configs); and
-(first config) tent with the speed options. On CPU the configs after the first time tent
-only (--later-methods) and CoTTA's variants 2 steps (--view-steps). The table gives median
+(first config) tent with the speed options. On CPU (to finish within ~10 minutes on 2 cores)
+the configs after the first time tent only (--later-methods), CoTTA gets 1 timed step and no
+warm-up (--view-steps, --view-warmup) and no + STAG variant (--stag-methods), and the loop
+runs in fp32 only (--loop-precisions). The table gives median
 time and peak memory per step and their ratios to tent; a method + STAG is also compared
 with its method (informational ratios). Then: the Runner's start-up with and without yapf,
 the full-resolution post-processing + scoring of one 1080p image on one CPU thread, and the
@@ -43,9 +46,11 @@ from stag_seg.benchmark import (
     DEFAULT_LOOP_PRECISIONS,
     DEFAULT_SIZE,
     DEFAULT_SPEED,
+    DEFAULT_STAG_METHODS,
     DEFAULT_STEPS,
     DEFAULT_THREADS,
     DEFAULT_VIEW_STEPS,
+    DEFAULT_VIEW_WARMUP,
     DEFAULT_WARMUP,
     run_benchmark,
 )
@@ -81,6 +86,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'registered one; tent, the baseline, is always in), each with its '
                         'stream config\'s options, and + STAG where a <name>-stag config is '
                         'shipped')
+    parser.add_argument('--stag-methods', nargs='+', metavar='NAME',
+                        help='methods (of --methods, besides tent) timed + STAG too, from their '
+                        '<name>-stag configs (default per device: '
+                        f'{_per_device(DEFAULT_STAG_METHODS)}, None meaning every one with '
+                        'such a config; "all": every one)')
     parser.add_argument('--later-methods', nargs='+', metavar='NAME',
                         help='TTA methods to time on the configs after the first (default per '
                         f'device: {_per_device(DEFAULT_LATER_METHODS)}; None: as --methods; '
@@ -89,6 +99,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='timed steps of the variants with test-time-augmented views '
                         '(CoTTA, 14 views per step; default per device: '
                         f'{_per_device(DEFAULT_VIEW_STEPS)}; None: --steps)')
+    parser.add_argument('--view-warmup', type=int,
+                        help='warm-up steps of the variants with test-time-augmented views '
+                        f'(default per device: {_per_device(DEFAULT_VIEW_WARMUP)}; None: '
+                        '--warmup; 0: their timed step is their first)')
     parser.add_argument('--method-configs', nargs='+', metavar='NAME=CFG', default=[],
                         help='stream config to take a method\'s options (and pipeline) from, '
                         'e.g. cotta=configs/segformer/segformer_mit-b5_cs2acdc_cotta.py or '
@@ -104,9 +118,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="images in the loop benchmark's stream (default per device: "
                         f'{_per_device(DEFAULT_LOOP_IMAGES)})')
     parser.add_argument('--loop-precisions', nargs='+', choices=('fp32', 'bf16'),
-                        default=list(DEFAULT_LOOP_PRECISIONS),
-                        help='one loop run per precision; fp32 is the target\'s (default: '
-                        f'{" ".join(DEFAULT_LOOP_PRECISIONS)})')
+                        help='one loop run per precision; fp32 is the target\'s (default per '
+                        f'device: {_per_device(DEFAULT_LOOP_PRECISIONS)})')
     parser.add_argument('--stream-size', nargs=2, type=int, metavar=('H', 'W'),
                         default=list(FULL_RESOLUTION),
                         help="size of the loop stream's PNGs and labels, and of the "
@@ -147,7 +160,8 @@ def check_args(args: argparse.Namespace) -> None:
     import torch
 
     counts = {'--steps': (args.steps, 1), '--warmup': (args.warmup, 1),
-              '--view-steps': (args.view_steps, 1), '--loop-images': (args.loop_images, 1),
+              '--view-steps': (args.view_steps, 1), '--view-warmup': (args.view_warmup, 0),
+              '--loop-images': (args.loop_images, 1),
               '--loop-workers': (args.loop_workers, 0), '--startup-reps': (args.startup_reps, 0),
               '--threads': (args.threads, 1)}
     for flag, (value, least) in counts.items():
@@ -161,7 +175,8 @@ def check_args(args: argparse.Namespace) -> None:
     if args.device == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('benchmark: --device cuda: CUDA is not available on this machine '
                          '(torch.cuda.is_available() is False); use --device cpu')
-    for flag, names in (('--methods', args.methods), ('--later-methods', args.later_methods)):
+    for flag, names in (('--methods', args.methods), ('--later-methods', args.later_methods),
+                        ('--stag-methods', args.stag_methods)):
         if names and names != ['all']:
             try:
                 choose_methods(names)
@@ -195,7 +210,8 @@ def main(argv=None) -> None:
                   loop_workers=args.loop_workers, startup_reps=args.startup_reps,
                   out=args.out, threads=args.threads,
                   method_configs=method_configs(args.method_configs),
-                  later_methods=args.later_methods, view_steps=args.view_steps)
+                  later_methods=args.later_methods, view_steps=args.view_steps,
+                  view_warmup=args.view_warmup, stag_methods=args.stag_methods)
 
 
 if __name__ == '__main__':

@@ -104,7 +104,8 @@ class TTAAdapter(Learner):
         if outputs is None:
             return None
         seg_logits, attempted, updated, *values = outputs
-        predictions = self.postprocess(self.model, seg_logits.float(), samples)
+        predictions = self.postprocess(self.model, seg_logits.float(), samples,
+                                       self.resize_buffer)
         # the graph's outputs are overwritten by the next replay: copies, still on the device
         named = {name: v.clone() for name, v in zip(self._loss_names + self._stat_names,
                                                      values, strict=True)}

@@ -36,9 +36,16 @@ class StreamIoUMetric(IoUMetric):
                             ignore_index: int) -> tuple[torch.Tensor, ...]:
         """(intersect, union, pred, label) areas per class, (K,) float32 each, as mmseg's
         ``IoUMetric.intersect_and_union`` returns them, from one bincount of label * K + pred
-        over the labelled pixels (label ids must be in range)."""
+        over the labelled pixels (label ids must be in range).
+
+        On CPU the index is int16 where K * K + 1 fits (3.6 ms instead of 14 ms for a 1080p
+        image on one thread: a quarter of the memory traffic of int64); an ignored pixel's
+        value, whatever it wraps to, is replaced by K * K."""
         k = num_classes
-        index = torch.where(label != ignore_index, label.long() * k + pred_label.long(), k * k)
+        small = torch.int16 if not label.is_cuda and k * k < 2**15 else torch.long
+        index = label.to(small) * k
+        index += pred_label.to(small)
+        index.masked_fill_(label == ignore_index, k * k)
         index = index.flatten()
         if index.is_cuda:               # bincount sizes its output on the host: a sync
             counts = torch.zeros(k * k + 1, dtype=torch.long, device=index.device)

@@ -85,7 +85,10 @@ class StreamScalarsHook(Hook):
         self.images += len(result.outputs)
         if self.steps % self.interval:
             return
-        losses = {k: float(v) for k, v in result.losses.items()}
+        # a captured step names its terms whether or not it attempted the update (EATA's
+        # filter kept nothing): as in eager, a step not attempted reports no terms
+        losses = ({k: float(v) for k, v in result.losses.items()}
+                  if bool(result.attempted) else {})
         if losses:
             losses['loss'] = math.fsum(losses.values())
         scalars = {**losses, **with_fractions(result.stats)}

@@ -12,7 +12,7 @@ from torch import nn
 from stag_seg.step.context import StepContext
 from stag_seg.step.graphed import GraphedInference, capture_safe_autocast
 from stag_seg.step.optim import AMP_DTYPES, build_tta_optim_wrapper
-from stag_seg.step.postprocess import predict_labels
+from stag_seg.step.postprocess import ResizeBuffer, predict_labels
 from stag_seg.step.tap import ModuleTap, get_submodule
 from stag_seg.step.timing import phase
 
@@ -66,6 +66,7 @@ class Learner:
         self.logger = logger or logging.getLogger(__name__)
         self.build_loader = build_loader
         self.losses: dict[str, torch.Tensor] = {}     # the last update's terms (detached)
+        self.resize_buffer = ResizeBuffer()    # the scored predictions' resize output
         self._found_inf: torch.Tensor | None = None    # the captured update's skip flag
         self.method_name = 'the method'     # named in errors (the adapter sets it)
         self.classifier_path = classifier
@@ -112,8 +113,8 @@ class Learner:
         with phase('forward'):
             self.tap.clear()
             seg_logits, samples = self.infer(self.model, batch, grad, whole=whole)
-            outputs = (self.postprocess(self.model, seg_logits.detach().float(), samples)
-                       if predict else samples)
+            outputs = (self.postprocess(self.model, seg_logits.detach().float(), samples,
+                                        self.resize_buffer) if predict else samples)
             ctx = StepContext(outputs=outputs, batch=batch, samples=samples,
                               params=self.params)
             if grad:
@@ -156,18 +157,21 @@ class Learner:
     def predict(self, model: nn.Module, batch: dict) -> list:
         """``model``'s scored predictions of ``batch`` without gradients (e.g. a teacher's)."""
         seg_logits, samples = self.infer(model, batch, grad=False)
-        return self.postprocess(model, seg_logits.detach().float(), samples)
+        return self.postprocess(model, seg_logits.detach().float(), samples,
+                                self.resize_buffer)
 
     @staticmethod
-    def postprocess(model: nn.Module, seg_logits: torch.Tensor, samples: list) -> list:
-        """Predictions at the label's resolution (mmseg's post-processing steps)."""
+    def postprocess(model: nn.Module, seg_logits: torch.Tensor, samples: list,
+                    buffer: ResizeBuffer | None = None) -> list:
+        """Predictions at the label's resolution (mmseg's post-processing steps; the
+        resize into ``buffer``, :class:`~stag_seg.step.postprocess.ResizeBuffer`)."""
         with phase('postprocess'):
             if seg_logits.shape[1] < 2:                 # binary heads threshold a sigmoid
                 outputs = model.postprocess_result(seg_logits, samples)
                 for sample in outputs:
                     del sample.seg_logits
                 return outputs
-            return predict_labels(seg_logits, samples, model.align_corners)
+            return predict_labels(seg_logits, samples, model.align_corners, buffer)
 
     # ---------------------------------------------------------------- losses and update
     def add_plugin_losses(self, ctx: StepContext) -> None:
