@@ -21,6 +21,7 @@ CLASSIFIER_SUFFIX = 'conv_seg.weight'
 #: the flag of the tools that load a checkpoint the user names (test_tta.py, the converter)
 TRUST_FLAG = '--trust-checkpoint'
 _TRUSTED: set = set()
+_WARNED: set = set()        # trusted files whose full unpickling was logged (once each)
 
 
 class UntrustedCheckpointError(ValueError):
@@ -62,8 +63,10 @@ def _safe_first(load: Callable[[bool], Any], source: str) -> Any:
             raise UntrustedCheckpointError(
                 f'{source}: refused: not plain weights ({_refusal(err)}), and unpickling it '
                 f'could run code; if you trust this file, pass {TRUST_FLAG}') from None
-        print_log(f'{source}: not plain weights ({_refusal(err)}); unpickling it fully, as '
-                  f'{TRUST_FLAG} asks', logger='current', level=logging.WARNING)
+        if _key(source) not in _WARNED:     # a run loads it twice (start check, model)
+            _WARNED.add(_key(source))
+            print_log(f'{source}: not plain weights ({_refusal(err)}); unpickling it fully, '
+                      f'as {TRUST_FLAG} asks', logger='current', level=logging.WARNING)
         return load(False)
     except Exception as err:             # torch's unpickler on a file that is no checkpoint
         cause = str(err).split('. ')[0].splitlines()[0] if str(err) else ''   # one line
