@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import os.path as osp
+import shutil
 import time
 
 import pytest
@@ -147,15 +148,18 @@ def test_import_graph_keeps_its_layers():
     assert not bad, bad
 
 
-def _snapshot(work_dir: str) -> dict[str, bytes | None]:
-    """Every file (its bytes) and folder (None) under ``work_dir``, by relative path."""
-    out: dict[str, bytes | None] = {}
+def _snapshot(work_dir: str) -> dict[str, tuple[bytes | None, int]]:
+    """Every file (its bytes) and folder (None) under ``work_dir``, by relative path, with
+    its modification time."""
+    out: dict[str, tuple[bytes | None, int]] = {}
     for folder, dirs, files in os.walk(work_dir):
         for name in dirs:
-            out[osp.relpath(osp.join(folder, name), work_dir) + '/'] = None
+            path = osp.join(folder, name)
+            out[osp.relpath(path, work_dir) + '/'] = (None, os.stat(path).st_mtime_ns)
         for name in files:
             path = osp.join(folder, name)
-            out[osp.relpath(path, work_dir)] = open(path, 'rb').read()
+            out[osp.relpath(path, work_dir)] = (open(path, 'rb').read(),
+                                                os.stat(path).st_mtime_ns)
     return out
 
 
@@ -179,7 +183,7 @@ def test_failed_start_leaves_a_finished_run_as_it_was(tmp_path, acdc, ten_class_
     work_dir = str(tmp_path / 'w')
     run_tta(load_tta_config(TINY_CONFIG, work_dir, tiny_options(acdc, **ONE_DOMAIN)))
     before = _snapshot(work_dir)
-    assert json.loads(before['run.json'])['status'] == 'complete'
+    assert json.loads(before['run.json'][0])['status'] == 'complete'
     print_log('a later message of this process', logger='current', level=logging.WARNING)
     assert osp.basename(TINY_CONFIG) in before and any(k.endswith('.log') for k in before)
     options, checkpoint = tiny_options(acdc, **ONE_DOMAIN), None
@@ -198,8 +202,24 @@ def test_failed_start_leaves_a_finished_run_as_it_was(tmp_path, acdc, ten_class_
         run_tta(load_tta_config(TINY_CONFIG, work_dir, options), checkpoint)
     message = str(error.value)
     assert named in message and '\n' not in message, message
-    assert _snapshot(work_dir) == before            # no new timestamp folder, no previous/
+    # no new timestamp folder, no previous/, the lock file not even taken (another process
+    # would write its pid there)
+    assert _snapshot(work_dir) == before
     release_lock(hold_lock(osp.join(work_dir, LOCK_FILE)))    # the lock was released
+
+
+def test_resume_of_a_finished_run_reads_only_and_needs_no_data(tmp_path, acdc):
+    """The start check comes before the lock, but not for ``--resume`` of a complete run,
+    which only reads the work dir: its data may be gone."""
+    work_dir, data = str(tmp_path / 'w'), str(tmp_path / 'acdc')
+    shutil.copytree(acdc, data)
+    options = tiny_options(data, **ONE_DOMAIN)
+    summary = run_tta(load_tta_config(TINY_CONFIG, work_dir, options))
+    before = _snapshot(work_dir)
+    shutil.rmtree(data)
+    assert run_tta(load_tta_config(TINY_CONFIG, work_dir, options, resume=True)) == summary
+    assert {k: v for k, v in _snapshot(work_dir).items() if k != 'run.lock'} == {
+        k: v for k, v in before.items() if k != 'run.lock'}
 
 
 def test_runs_of_a_config_in_the_same_second_each_write_their_own_log(tmp_path, acdc,

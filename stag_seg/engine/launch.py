@@ -17,7 +17,12 @@ from stag_seg.compat.checkpoint import load_segmentor_checkpoint
 from stag_seg.engine.config import TTASetup, check_source, validate_tta_config
 from stag_seg.engine.runner import StreamRunner
 from stag_seg.engine.stream import build_stream_domains
-from stag_seg.engine.work_dir import check_dir_option, finished_run, locked_work_dir
+from stag_seg.engine.work_dir import (
+    check_dir_option,
+    finished_run,
+    locked_work_dir,
+    marked_complete,
+)
 from stag_seg.resources import resolve_config
 from stag_seg.step.optim import check_precision
 
@@ -119,7 +124,8 @@ def build_runner(run: TTARun, checkpoint: str | None = None,
     if run.started:
         raise RuntimeError(f'{run.work_dir}: this loaded config has run already (its method '
                            'and plug-ins carry that run\'s state); load the config again')
-    check_start(run)
+    if run.setup.domains is None:           # not checked yet (run_tta checks before the lock)
+        check_start(run)
     if not verbose:
         run.cfg.console_log_level = 'WARNING'
     run.started = True
@@ -130,14 +136,17 @@ def run_tta(run: TTARun, checkpoint: str | None = None, random_init: bool | None
             verbose: bool = True) -> dict:
     """Runs the stream; returns the loop's summary metrics. Reports land in the work dir.
 
-    The work dir is locked for the run (a second run on it is refused, naming the holder),
-    and the start is checked (:func:`check_start`) before the Runner writes its logs there;
-    ``--resume`` of a complete run only reads it.
+    The start is checked (:func:`check_start`) before the work dir is locked for the run (a
+    second run on it is refused, naming the holder) and the Runner writes its logs there, so
+    a failed start leaves even the lock file as it was; ``--resume`` of a complete run only
+    reads the work dir (and needs neither its data nor a check).
     """
     run.set_source(checkpoint, random_init)
     check_source(run.setup.options)
     check_dir_option(run.cfg.test_cfg.get('out_dir'), '--out')
     check_dir_option(run.cfg.test_cfg.get('show_dir'), '--show-dir')
+    if not (run.cfg.test_cfg.get('resume') and marked_complete(run.work_dir)):
+        check_start(run)
     with locked_work_dir(run.work_dir):
         done = finished_run(run.cfg)
         return done if done is not None else build_runner(run, verbose=verbose).test()

@@ -50,18 +50,22 @@ def locked_work_dir(work_dir: str) -> Iterator[None]:
             release_lock(fd)
 
 
+def marked_complete(work_dir: str) -> bool:
+    """Whether ``work_dir``'s run.json says its run is complete."""
+    try:
+        with open(osp.join(work_dir, RUN_FILE), encoding='utf-8') as f:
+            return json.load(f).get('status') == 'complete'
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def finished_run(cfg: Config) -> dict | None:
     """For ``--resume`` of a run that ``run.json`` marks complete: checks its state against
     this config (an error names what differs) and returns its summary metrics, reading
     only; None otherwise (the loop resumes or starts the run)."""
     work_dir = cfg.work_dir
-    try:
-        with open(osp.join(work_dir, RUN_FILE), encoding='utf-8') as f:
-            complete = json.load(f).get('status') == 'complete'
-    except (OSError, ValueError, AttributeError):
-        return None
     seed = cfg.get('randomness', {}).get('seed')
-    if not (cfg.test_cfg.get('resume') and complete and seed is not None
+    if not (cfg.test_cfg.get('resume') and marked_complete(work_dir) and seed is not None
             and osp.isfile(osp.join(work_dir, STATE_FILE))
             and osp.isfile(osp.join(work_dir, RESULTS_FILE))):
         return None
