@@ -3,6 +3,7 @@ the suite to CPU, gives it a cache of its own, and keeps each test file on one p
 worker."""
 import os
 import os.path as osp
+import signal
 import sys
 
 import pytest
@@ -14,6 +15,13 @@ import pytest
 # pytest-xdist workers inherit it.
 if os.environ.get('STAG_TEST_CUDA') != '1':
     os.environ['CUDA_VISIBLE_DEVICES'] = ''
+
+# The tests that interrupt a run (SIGINT, as Ctrl-C) need their commands to receive it: a
+# background job of a non-interactive shell (`nohup pytest ... &` in a script) starts with
+# SIGINT ignored, and every child inherits that. Take the default back (Ctrl-C then reaches
+# pytest too).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import stag_seg  # noqa: E402,F401
 

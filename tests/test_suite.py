@@ -133,3 +133,32 @@ def test_xdist_workers_take_whole_files_with_caches_of_their_own(tmp_path):
     caches = {c for cs in cache_of.values() for c in cs}
     assert len(caches) == 2                                      # each worker its own
     assert all(c.startswith(str(tmp_path / 'base')) for c in caches)
+
+
+#: an inner session's test: a command it starts gets SIGINT (Ctrl-C) as KeyboardInterrupt
+INNER_SIGINT = '''
+import signal, subprocess, sys
+
+def test_a_command_gets_sigint():
+    code = 'import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)'
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True).stdout
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert out.strip() == 'True', out
+'''
+
+
+def test_the_suite_started_with_sigint_ignored_still_interrupts_its_commands(tmp_path):
+    """A background job of a non-interactive shell starts with SIGINT ignored (its children
+    inherit that): the suite takes the default back, so the Ctrl-C tests reach their
+    commands."""
+    (tmp_path / 'test_inner.py').write_text(INNER_SIGINT)
+    env = {k: v for k, v in os.environ.items() if k not in ('PYTEST_XDIST_WORKER',
+                                                            'PYTEST_ADDOPTS')}
+    env['PYTHONPATH'] = os.pathsep.join([osp.join(REPO, 'tests'), REPO])
+    pytest_cmd = [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-p',
+                  'conftest', '--basetemp', str(tmp_path / 'base'), str(tmp_path)]
+    ignored = ('import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); '
+               f'os.execv(sys.executable, {pytest_cmd!r})')       # as `cmd &` in a script
+    done = subprocess.run([sys.executable, '-c', ignored], cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
