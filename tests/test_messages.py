@@ -73,3 +73,4 @@ def test_bad_fisher_dataset_root_names_the_option(tmp_path):
                   fisher_dataset=dict(condition='fog', data_root=str(tmp_path / 'missing')))
     with pytest.raises(FileNotFoundError, match=r'^test_cfg\.method\.fisher_dataset: .*missing'):
         build_runner(str(tmp_path / 'w'), acdc, **{'test_cfg.method': method}).test()
+    assert not (tmp_path / 'w').exists()        # found by the start check: no Runner yet

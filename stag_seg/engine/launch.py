@@ -16,7 +16,7 @@ from mmseg.registry import MODELS
 from stag_seg.compat.checkpoint import load_segmentor_checkpoint
 from stag_seg.engine.config import TTASetup, check_source, validate_tta_config
 from stag_seg.engine.runner import StreamRunner
-from stag_seg.engine.stream import build_stream_domains
+from stag_seg.engine.stream import build_domain, build_stream_domains
 from stag_seg.engine.work_dir import (
     check_dir_option,
     finished_run,
@@ -97,9 +97,10 @@ def check_start(run: TTARun) -> None:
     """What the loop would otherwise find only after the Runner has written its log, config
     and timestamp folder to the work dir: the precision on the device the Runner will use
     (for a method that updates), the checkpoint loaded strictly into a CPU copy of the
-    model, and the stream's domains built (data present, ``test_cfg.subset`` within each
-    domain; the loop then uses these). Every error is one line naming the option, the file
-    or the path."""
+    model, the stream's domains built (data present, ``test_cfg.subset`` within each
+    domain; the loop then uses these), and the source-domain sets the method reads
+    (``TTAMethod.source_datasets``: EATA's ``fisher_dataset``). Every error is one line
+    naming the option, the file or the path."""
     opt, cfg = run.setup.options, run.cfg
     if run.setup.method.updates:
         check_precision(opt['amp'], opt['optim_wrapper'], torch.device(get_device()))
@@ -108,9 +109,16 @@ def check_start(run: TTARun) -> None:
           else contextlib.nullcontext()):
         if opt['checkpoint']:
             load_segmentor_checkpoint(MODELS.build(copy.deepcopy(cfg.model)), opt['checkpoint'])
+        template = cfg.test_dataloader.get('dataset')
         run.setup.domains = build_stream_domains(
-            list(cfg.test_cfg.get('domains') or []), cfg.test_dataloader.get('dataset'),
-            opt['subset'], opt['forgetting'], cfg.randomness.seed)
+            list(cfg.test_cfg.get('domains') or []), template, opt['subset'],
+            opt['forgetting'], cfg.randomness.seed)
+        for option, dataset in run.setup.method.source_datasets().items():
+            try:            # as the loop's build_loader resolves it (labels not needed)
+                build_domain(dict(name='source set', dataset=dataset), template, adapt=False,
+                             check_labels=False)
+            except (FileNotFoundError, ValueError) as e:
+                raise type(e)(f'test_cfg.method.{option}: {e}') from e
 
 
 def build_runner(run: TTARun, checkpoint: str | None = None,

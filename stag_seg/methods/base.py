@@ -49,6 +49,12 @@ class TTAMethod:
     def setup(self, learner: Learner) -> None:
         """Called once before the stream, after the optimizer is built (e.g. copy a teacher)."""
 
+    def source_datasets(self) -> dict[str, dict]:
+        """The source-domain sets the method reads (``learner.build_loader``'s), by option
+        name (e.g. ``{'fisher_dataset': dict(...)}``): the start check builds each before the
+        Runner starts, so a bad one is an error naming the option. None by default."""
+        return {}
+
     # ---------------------------------------------------------------- the step
     def forward_and_adapt(self, learner: Learner, batch: dict, adapt: bool) -> StepResult:
         """Predicts ``batch`` and, if ``adapt``, takes one update on it (online protocol)."""

@@ -158,6 +158,9 @@ class EATA(Tent):
         self.device = None
         self._fisher_loader = None
 
+    def source_datasets(self) -> dict[str, dict]:
+        return {'fisher_dataset': dict(self.fisher_dataset)} if self.fisher_alpha > 0 else {}
+
     def setup(self, learner: Learner) -> None:
         """Builds the Fisher set's loader (a bad set fails here, before the stream)."""
         self.device = learner.device
