@@ -9,10 +9,12 @@
 # OpenMMLab packages, wheels in .whl/ are installed to /tmp/site first (docs/performance.md,
 # "Not measured here (no GPU)").
 set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
 part=${1:-all}
 case $part in tests|bench|demo|all) ;; *) echo "usage: $0 [tests|bench|demo|all]" >&2; exit 2;; esac
-out=${OUT:-work_dirs/gpu_check}
+out=${OUT:-}
+[[ -n $out ]] && { mkdir -p "$out" && out=$(cd "$out" && pwd) || exit 1; }
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+out=${out:-$PWD/work_dirs/gpu_check}
 mkdir -p "$out"
 py=$(command -v python || command -v python3)
 if ! "$py" -c 'import mmseg' 2>/dev/null; then
@@ -42,6 +44,7 @@ if [[ $part == demo || $part == all ]]; then
       --data-root "$out/demo_data" --work-dir "$out/demo_fast_$fast" \
       --cfg-options test_cfg.fast=$fast > "$out/demo_fast_$fast.txt" 2>&1 || status=1
   done
+  : > "$out/demo_compare.txt"
   for method in tent tent_stag; do
     "$py" tools/compare_runs.py "$out/demo_fast_False/$method" "$out/demo_fast_True/$method" \
       --names "$method eager fp32" "$method fast" --out "$out/demo_$method.png" 2>&1 \

@@ -1,4 +1,5 @@
 """Each bad input gets one clear error naming its culprit, and loses no results already written."""
+import glob
 import os
 import os.path as osp
 import shutil
@@ -115,7 +116,7 @@ def test_checkpoint_with_another_class_count(work_dir, acdc, tmp_path):
     _earlier_results_kept(work_dir)
 
 
-def test_matching_checkpoint_is_loaded(tmp_path, acdc):
+def test_matching_checkpoint_is_loaded(tmp_path, acdc, capfd):
     from mmseg.registry import MODELS
     run = load_tta_config(TINY_CONFIG, str(tmp_path / 'w'),
                           tiny_options(acdc, **{'test_cfg.method.type': 'source',
@@ -128,6 +129,12 @@ def test_matching_checkpoint_is_loaded(tmp_path, acdc):
                     checkpoint)
     trust_checkpoint(checkpoint)      # numpy in its meta: not plain weights (--trust-checkpoint)
     run_tta(run, checkpoint)
+    logs = glob.glob(str(tmp_path / 'w' / '*' / '*.log'))
+    assert len(logs) == 1             # the full unpickling: once, in the run's own log
+    line = 'unpickling it fully, as --trust-checkpoint asks'
+    assert open(logs[0]).read().count(line) == 1
+    console = capfd.readouterr()
+    assert (console.out + console.err).count(line) == 1     # not the start check's load too
     state = torch.load(tmp_path / 'w' / 'tta_state.pth', weights_only=True)['adapter']['model']
     for key, value in model.state_dict().items():
         assert torch.equal(state[key], value), key

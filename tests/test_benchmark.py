@@ -419,6 +419,17 @@ def test_stag_methods_choose_which_methods_are_timed_with_stag(cotta_configs):
     assert stag_rows(['sar']) == [hook_default_variant('sar')]
 
 
+@pytest.mark.parametrize('argv, message', [
+    (['--stag-methods', 'bogus'], r"--stag-methods: unknown method\(s\) \['bogus'\]"),
+    (['--view-warmup', '-1'], r'--view-warmup: expected a number >= 0, got -1'),
+])
+def test_new_benchmark_flags_are_checked_before_anything_runs(argv, message):
+    from stag_seg.commands import benchmark as cli
+
+    with pytest.raises(SystemExit, match=message):
+        cli.check_args(cli.parse_args(argv))
+
+
 def test_each_variant_takes_its_own_warmup_then_its_timed_steps():
     calls = {'tent': 0, 'cotta': 0}
 

@@ -168,10 +168,14 @@ def test_load_segmentor_checkpoint_with_runner_meta(runner_checkpoint: tuple,
     _assert_same_state(source, target)
     np.testing.assert_array_equal(checkpoint['meta']['hist'], np.arange(4))
     assert checkpoint['meta']['cfg'].model.type == 'EncoderDecoder'
-    ckpt_compat.load_segmentor_checkpoint(_tiny_segformer(), str(path))   # as a run's 2nd load
-    assert len(warnings_logged) == 1                                      # one warning a file
+    assert len(warnings_logged) == 1
     msg, kwargs = warnings_logged[0]
     assert '--trust-checkpoint' in msg and kwargs['level'] == logging.WARNING
+    with ckpt_compat.unlogged_trust():              # the start check's load: not logged
+        ckpt_compat.load_segmentor_checkpoint(_tiny_segformer(), str(path))
+    assert len(warnings_logged) == 1
+    ckpt_compat.load_segmentor_checkpoint(_tiny_segformer(), str(path))
+    assert len(warnings_logged) == 2                # every other load is
 
 
 def test_mmengine_load_checkpoint_uses_fallback_only_when_trusted(runner_checkpoint: tuple

@@ -74,3 +74,22 @@ def test_bad_fisher_dataset_root_names_the_option(tmp_path):
     with pytest.raises(FileNotFoundError, match=r'^test_cfg\.method\.fisher_dataset: .*missing'):
         build_runner(str(tmp_path / 'w'), acdc, **{'test_cfg.method': method}).test()
     assert not (tmp_path / 'w').exists()        # found by the start check: no Runner yet
+
+
+def test_a_start_is_checked_again_after_a_failed_check_or_a_new_source(tmp_path):
+    from stag_seg.engine import launch
+
+    acdc = make_acdc_tree(str(tmp_path / 'acdc'))
+    method = dict(type='eata', fisher_size=2,
+                  fisher_dataset=dict(condition='fog', data_root=str(tmp_path / 'missing')))
+    run = load_tta_config(TINY_CONFIG, str(tmp_path / 'w'),
+                          tiny_options(acdc, **{'test_cfg.method': method}))
+    for _ in range(2):                          # the domains were fine: still not "checked"
+        with pytest.raises(FileNotFoundError, match=r'^test_cfg\.method\.fisher_dataset'):
+            launch.build_runner(run)
+    assert run.setup.domains is None
+    good = load_tta_config(TINY_CONFIG, str(tmp_path / 'w2'), tiny_options(acdc))
+    launch.check_start(good)
+    assert good.setup.domains is not None
+    good.set_source(random_init=True)           # another source: the check runs again
+    assert good.setup.domains is None

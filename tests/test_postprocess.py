@@ -7,6 +7,7 @@ import torch
 from mmengine.structures import PixelData
 from mmseg.evaluation import IoUMetric
 from mmseg.models.segmentors.base import BaseSegmentor
+from mmseg.models.utils import resize
 from mmseg.structures import SegDataSample
 
 from stag_seg.engine.iou_metric import StreamIoUMetric
@@ -78,8 +79,8 @@ def test_a_kept_resize_buffer_gives_mmseg_predictions_image_after_image():
     for seg_logits, shape in zip(batches, shapes, strict=True):
         samples = [SegDataSample(metainfo=dict(ori_shape=shape)) for _ in seg_logits]
         outputs.append((predict_labels(seg_logits, samples, False, buffer), seg_logits))
-        kept.append(buffer.out.data_ptr())
-    assert kept[0] == kept[1]                   # the same image size reuses the buffer
+        kept.append(buffer.out)
+    assert kept[0] is kept[1]                   # the same image size reuses the buffer
     assert buffer.out.shape == (1, 19, 512, 1024)
     for ours, seg_logits in outputs:            # every prediction, after all the others
         theirs = segmentor.postprocess_result(seg_logits.clone(), [
@@ -119,15 +120,40 @@ def test_1080p_predictions_and_miou_equal_mmseg_postprocess(meta, align_corners)
     assert metrics[0]['mIoU'] == metrics[1]['mIoU']
 
 
-@pytest.mark.parametrize('num_classes', [19, 200])       # int16 index; too many for it
+@pytest.mark.parametrize('align_corners', [False, True])
+def test_the_kept_resize_is_bitwise_mmseg_resize(align_corners):
+    torch.manual_seed(5)
+    buffer = ResizeBuffer()
+    logits = torch.randn(1, 19, 60, 100)
+
+    def theirs(x):
+        return resize(x, size=(270, 480), mode='bilinear', align_corners=align_corners)
+    assert torch.equal(buffer.resize(logits, (270, 480), align_corners), theirs(logits))
+    flipped = logits[:, :, 2:-3].flip(3)                     # cropped and flipped: strided
+    assert torch.equal(buffer.resize(flipped, (270, 480), align_corners), theirs(flipped))
+    fresh = ResizeBuffer()
+    with torch.inference_mode():                              # made inside inference mode,
+        inside = fresh.resize(torch.randn(1, 19, 60, 100), (270, 480), align_corners).clone()
+    assert inside.shape == (1, 19, 270, 480)
+    assert torch.equal(fresh.resize(logits, (270, 480), align_corners), theirs(logits))  # used out
+    grad = logits.clone().requires_grad_(True)                # a gradient: a fresh resize
+    out = buffer.resize(grad, (270, 480), align_corners)
+    assert out.requires_grad and torch.equal(out.detach(), theirs(logits))
+
+
+@pytest.mark.parametrize('num_classes', [19, 181, 200])   # int16 index (up to 181); not
 @pytest.mark.parametrize('ignore_index', [255, 30000])
-def test_areas_are_mmseg_intersect_and_union(num_classes, ignore_index):
+@pytest.mark.parametrize('label_dtype', [torch.long, torch.uint8])
+def test_areas_are_mmseg_intersect_and_union(num_classes, ignore_index, label_dtype):
+    if label_dtype == torch.uint8 and (ignore_index > 255 or num_classes > 255):
+        pytest.skip('uint8 labels hold ids up to 255')
     torch.manual_seed(4)
     pred = torch.randint(0, num_classes, (270, 480))
     label = torch.randint(0, num_classes, (270, 480))
     label[:20] = ignore_index
     label[100:110, 50:60] = num_classes - 1
     pred[100:105, 50:60] = num_classes - 1                 # the last class's cells agree
+    label = label.to(label_dtype)
     ours = StreamIoUMetric.intersect_and_union(pred, label, num_classes, ignore_index)
     theirs = IoUMetric.intersect_and_union(pred, label, num_classes, ignore_index)
     for a, b in zip(ours, theirs, strict=True):

@@ -60,7 +60,9 @@ from stag_seg.benchmark.variants import SPEED_VARIANTS, choose_methods
 
 
 def _per_device(defaults: dict) -> str:
-    return ', '.join(f'{k}: {v}' for k, v in defaults.items())
+    def text(value) -> str:
+        return ' '.join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+    return ', '.join(f'{k}: {text(v)}' for k, v in defaults.items())
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -80,7 +82,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--warmup', type=int,
                         help='untimed steps per variant first, >= 1: EATA computes its Fisher '
                         'information in its first (default per device: '
-                        f'{_per_device(DEFAULT_WARMUP)})')
+                        f'{_per_device(DEFAULT_WARMUP)}; variants with views: --view-warmup)')
     parser.add_argument('--methods', nargs='+', metavar='NAME',
                         help='TTA methods to time on the first config (default: every '
                         'registered one; tent, the baseline, is always in), each with its '
@@ -88,7 +90,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'shipped')
     parser.add_argument('--stag-methods', nargs='+', metavar='NAME',
                         help='methods (of --methods, besides tent) timed + STAG too, from their '
-                        '<name>-stag configs (default per device: '
+                        '<name>-stag configs; others are ignored (default per device: '
                         f'{_per_device(DEFAULT_STAG_METHODS)}, None meaning every one with '
                         'such a config; "all": every one)')
     parser.add_argument('--later-methods', nargs='+', metavar='NAME',

@@ -1,11 +1,13 @@
 """Checkpoint loading for torch>=2.6 (weights_only; full unpickling only of a file the user
 vouched for) plus a strict segmentor loader."""
+import contextlib
 import logging
 import os
 import os.path as osp
 import pickle
 import re
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any, Callable, Dict, Optional
 
 import torch
@@ -21,7 +23,7 @@ CLASSIFIER_SUFFIX = 'conv_seg.weight'
 #: the flag of the tools that load a checkpoint the user names (test_tta.py, the converter)
 TRUST_FLAG = '--trust-checkpoint'
 _TRUSTED: set = set()
-_WARNED: set = set()        # trusted files whose full unpickling was logged (once each)
+_UNLOGGED = [0]             # > 0 inside unlogged_trust()
 
 
 class UntrustedCheckpointError(ValueError):
@@ -36,6 +38,17 @@ def trust_checkpoint(source: str) -> None:
     """Allow full unpickling (``weights_only=False``) of this one file or URL, which the user
     named and vouched for (``--trust-checkpoint``); no other file is ever unpickled fully."""
     _TRUSTED.add(_key(source))
+
+
+@contextlib.contextmanager
+def unlogged_trust() -> Iterator[None]:
+    """Loads in the block do not log a trusted file's full unpickling: a check's load (the
+    run's start check), whose file the run loads again, and logs then, into its own log."""
+    _UNLOGGED[0] += 1
+    try:
+        yield
+    finally:
+        _UNLOGGED[0] -= 1
 
 
 def _refusal(err: Exception) -> str:
@@ -63,8 +76,7 @@ def _safe_first(load: Callable[[bool], Any], source: str) -> Any:
             raise UntrustedCheckpointError(
                 f'{source}: refused: not plain weights ({_refusal(err)}), and unpickling it '
                 f'could run code; if you trust this file, pass {TRUST_FLAG}') from None
-        if _key(source) not in _WARNED:     # a run loads it twice (start check, model)
-            _WARNED.add(_key(source))
+        if not _UNLOGGED[0]:
             print_log(f'{source}: not plain weights ({_refusal(err)}); unpickling it fully, '
                       f'as {TRUST_FLAG} asks', logger='current', level=logging.WARNING)
         return load(False)

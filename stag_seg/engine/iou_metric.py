@@ -42,7 +42,7 @@ class StreamIoUMetric(IoUMetric):
         image on one thread: a quarter of the memory traffic of int64); an ignored pixel's
         value, whatever it wraps to, is replaced by K * K."""
         k = num_classes
-        small = torch.int16 if not label.is_cuda and k * k < 2**15 else torch.long
+        small = torch.int16 if label.device.type == 'cpu' and k * k < 2**15 else torch.long
         index = label.to(small) * k
         index += pred_label.to(small)
         index.masked_fill_(label == ignore_index, k * k)

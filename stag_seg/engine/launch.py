@@ -13,7 +13,7 @@ from mmengine.device import get_device
 from mmengine.registry import DefaultScope
 from mmseg.registry import MODELS
 
-from stag_seg.compat.checkpoint import load_segmentor_checkpoint
+from stag_seg.compat.checkpoint import load_segmentor_checkpoint, unlogged_trust
 from stag_seg.engine.config import TTASetup, check_source, validate_tta_config
 from stag_seg.engine.runner import StreamRunner
 from stag_seg.engine.stream import build_domain, build_stream_domains
@@ -43,13 +43,23 @@ class TTARun:
 
     def set_source(self, checkpoint: str | None = None,
                    random_init: bool | None = None) -> None:
-        """Sets ``test_cfg.checkpoint`` (which must exist) and ``test_cfg.random_init``."""
+        """Sets ``test_cfg.checkpoint`` (which must exist) and ``test_cfg.random_init``; a
+        start already checked (:func:`check_start`) is checked again."""
         if checkpoint:
             if not osp.isfile(checkpoint):
                 raise FileNotFoundError(f'checkpoint file not found: {checkpoint}')
             self.cfg.test_cfg.checkpoint = self.setup.options['checkpoint'] = checkpoint
         if random_init is not None:
             self.cfg.test_cfg.random_init = self.setup.options['random_init'] = random_init
+        if checkpoint or random_init is not None:
+            self.setup.domains = None
+
+    def refuse_rerun(self) -> None:
+        """A RuntimeError if this loaded config has run already."""
+        if self.started:
+            raise RuntimeError(f'{self.work_dir}: this loaded config has run already (its '
+                               "method and plug-ins carry that run's state); load the config "
+                               'again')
 
 
 def load_tta_config(config: str,
@@ -102,23 +112,26 @@ def check_start(run: TTARun) -> None:
     (``TTAMethod.source_datasets``: EATA's ``fisher_dataset``). Every error is one line
     naming the option, the file or the path."""
     opt, cfg = run.setup.options, run.cfg
+    run.setup.domains = None            # set last: only a start that passed every check
     if run.setup.method.updates:
         check_precision(opt['amp'], opt['optim_wrapper'], torch.device(get_device()))
     scope = cfg.get('default_scope')
     with (DefaultScope.overwrite_default_scope(scope) if scope
           else contextlib.nullcontext()):
         if opt['checkpoint']:
-            load_segmentor_checkpoint(MODELS.build(copy.deepcopy(cfg.model)), opt['checkpoint'])
+            with unlogged_trust():          # the loop's load logs it, into the run's log
+                load_segmentor_checkpoint(MODELS.build(copy.deepcopy(cfg.model)),
+                                          opt['checkpoint'])
         template = cfg.test_dataloader.get('dataset')
-        run.setup.domains = build_stream_domains(
-            list(cfg.test_cfg.get('domains') or []), template, opt['subset'],
-            opt['forgetting'], cfg.randomness.seed)
+        domains = build_stream_domains(list(cfg.test_cfg.get('domains') or []), template,
+                                       opt['subset'], opt['forgetting'], cfg.randomness.seed)
         for option, dataset in run.setup.method.source_datasets().items():
             try:            # as the loop's build_loader resolves it (labels not needed)
                 build_domain(dict(name='source set', dataset=dataset), template, adapt=False,
                              check_labels=False)
             except (FileNotFoundError, ValueError) as e:
                 raise type(e)(f'test_cfg.method.{option}: {e}') from e
+    run.setup.domains = domains
 
 
 def build_runner(run: TTARun, checkpoint: str | None = None,
@@ -129,9 +142,7 @@ def build_runner(run: TTARun, checkpoint: str | None = None,
     """
     run.set_source(checkpoint, random_init)
     check_source(run.setup.options)
-    if run.started:
-        raise RuntimeError(f'{run.work_dir}: this loaded config has run already (its method '
-                           'and plug-ins carry that run\'s state); load the config again')
+    run.refuse_rerun()
     if run.setup.domains is None:           # not checked yet (run_tta checks before the lock)
         check_start(run)
     if not verbose:
@@ -151,6 +162,7 @@ def run_tta(run: TTARun, checkpoint: str | None = None, random_init: bool | None
     """
     run.set_source(checkpoint, random_init)
     check_source(run.setup.options)
+    run.refuse_rerun()
     check_dir_option(run.cfg.test_cfg.get('out_dir'), '--out')
     check_dir_option(run.cfg.test_cfg.get('show_dir'), '--show-dir')
     if not (run.cfg.test_cfg.get('resume') and marked_complete(run.work_dir)):

@@ -55,8 +55,8 @@ class ResizeBuffer:
     On CPU a fresh 19 x 1080 x 1920 float32 tensor (158 MB) per image costs ~50 ms of page
     faults, as much as the resize itself; resizing into a kept tensor
     (``upsample_bilinear2d.out``) gives bitwise the logits mmseg's ``resize`` gives. Elsewhere
-    (CUDA's caching allocator reuses its blocks) every resize is fresh. What :meth:`resize`
-    returns is valid until its next call.
+    (CUDA's caching allocator reuses its blocks), and for logits that need a gradient, every
+    resize is fresh. What :meth:`resize` returns is valid until its next call.
     """
 
     def __init__(self) -> None:
@@ -64,13 +64,14 @@ class ResizeBuffer:
 
     def resize(self, logits: Tensor, size: tuple[int, int], align_corners: bool) -> Tensor:
         """(1, K, h, w) -> (1, K, H, W) at ``size``, bilinear (mmseg's ``resize``)."""
-        if logits.device.type != 'cpu':
+        if logits.device.type != 'cpu' or (logits.requires_grad and torch.is_grad_enabled()):
             return resize(logits, size=size, mode='bilinear', align_corners=align_corners,
                           warning=False)
         shape = (*logits.shape[:2], *size)
         if self.out is None or self.out.shape != shape or self.out.dtype != logits.dtype:
             self.out = None                     # freed before the new one is made
-            self.out = logits.new_empty(shape)
+            with torch.inference_mode(False):   # writable in and outside inference mode
+                self.out = torch.empty(shape, dtype=logits.dtype)
         return torch.ops.aten.upsample_bilinear2d.out(logits, [int(s) for s in size],
                                                        bool(align_corners), None, None,
                                                        out=self.out)
