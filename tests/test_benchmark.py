@@ -30,6 +30,7 @@ from stag_seg.benchmark.report import (
     POSTPROCESS_TARGET_MS,
     format_notes,
 )
+from stag_seg.benchmark.run import device_options
 from stag_seg.benchmark.step_timing import (
     AdapterStep,
     build_steps,
@@ -428,6 +429,23 @@ def test_new_benchmark_flags_are_checked_before_anything_runs(argv, message):
 
     with pytest.raises(SystemExit, match=message):
         cli.check_args(cli.parse_args(argv))
+
+
+def test_device_options_take_each_device_s_defaults():
+    cpu = device_options('cpu')
+    assert cpu == {'num_steps': 8, 'warmup': 1, 'view_steps': 1, 'view_warmup': 0,
+                   'loop_images': 10, 'loop_precisions': ('fp32',), 'speed': ('bf16',),
+                   'stag_methods': ('eata', 'sar'), 'later_methods': ('tent',)}
+    cuda = device_options('cuda', methods=['tent', 'sar'])
+    assert cuda['loop_precisions'] == ('fp32', 'bf16') and cuda['stag_methods'] is None
+    assert cuda['view_warmup'] is None and cuda['later_methods'] == ['tent', 'sar']
+    given = device_options('cpu', view_warmup=2, loop_precisions=['bf16'], speed=[],
+                           stag_methods=['all'], later_methods=['all'])
+    assert given['view_warmup'] == 2 and given['loop_precisions'] == ('bf16',)
+    assert given['speed'] == () and given['stag_methods'] is None
+    assert given['later_methods'] is None
+    with pytest.raises(ValueError, match='--view-warmup must be >= 0'):
+        device_options('cpu', view_warmup=-1)
 
 
 def test_each_variant_takes_its_own_warmup_then_its_timed_steps():

@@ -213,6 +213,37 @@ def run_loops(config: str, size: tuple[int, int], num_images: int, device: torch
     return runs
 
 
+def device_options(kind: str, **given) -> dict:
+    """:func:`run_benchmark`'s counts and choices for a ``kind`` of device ('cpu', 'cuda'):
+    each of ``given`` that is None takes the device's default (``DEFAULT_STEPS``,
+    ``DEFAULT_WARMUP``, ``DEFAULT_VIEW_STEPS``, ``DEFAULT_VIEW_WARMUP``,
+    ``DEFAULT_LOOP_IMAGES``, ``DEFAULT_LOOP_PRECISIONS``, ``DEFAULT_SPEED``,
+    ``DEFAULT_LATER_METHODS`` (None there: as ``methods``), ``DEFAULT_STAG_METHODS``);
+    ``['all']`` for ``later_methods`` or ``stag_methods`` is None (every one). Bad counts are
+    a ValueError naming the flag."""
+    defaults = {'num_steps': DEFAULT_STEPS, 'warmup': DEFAULT_WARMUP,
+                'view_steps': DEFAULT_VIEW_STEPS, 'view_warmup': DEFAULT_VIEW_WARMUP,
+                'loop_images': DEFAULT_LOOP_IMAGES, 'loop_precisions': DEFAULT_LOOP_PRECISIONS,
+                'speed': DEFAULT_SPEED, 'stag_methods': DEFAULT_STAG_METHODS}
+    out = {key: (table[kind] if given.get(key) is None else given[key])
+           for key, table in defaults.items()}
+    out['loop_precisions'], out['speed'] = tuple(out['loop_precisions']), tuple(out['speed'])
+    if out['num_steps'] < 1 or out['warmup'] < 1 or (out['view_steps'] is not None
+                                                     and out['view_steps'] < 1):
+        raise ValueError('--steps and --view-steps must be >= 1, and --warmup >= 1 (the first '
+                         "step of a variant does one-off work: EATA's Fisher information)")
+    if out['view_warmup'] is not None and out['view_warmup'] < 0:
+        raise ValueError(f"--view-warmup must be >= 0, got {out['view_warmup']}")
+    later = given.get('later_methods')
+    if later is None:
+        later = given.get('methods') if DEFAULT_LATER_METHODS[kind] is None \
+            else DEFAULT_LATER_METHODS[kind]
+    out['later_methods'] = None if later is not None and list(later) == ['all'] else later
+    if out['stag_methods'] is not None and list(out['stag_methods']) == ['all']:
+        out['stag_methods'] = None
+    return out
+
+
 def run_benchmark(configs: Sequence[str] = DEFAULT_CONFIGS,
                   size: tuple[int, int] | None = None,
                   device: str | None = None,
@@ -265,28 +296,15 @@ def run_benchmark(configs: Sequence[str] = DEFAULT_CONFIGS,
             say(f"CPU: input {size[0]}x{size[1]} (the stream's 16:9) instead of the stream's "
                 '540x960 (--size H W to change)')
     size = tuple(size)
-    num_steps = DEFAULT_STEPS[kind] if num_steps is None else num_steps
-    warmup = DEFAULT_WARMUP[kind] if warmup is None else warmup
-    view_steps = DEFAULT_VIEW_STEPS[kind] if view_steps is None else view_steps
-    view_warmup = DEFAULT_VIEW_WARMUP[kind] if view_warmup is None else view_warmup
-    if num_steps < 1 or warmup < 1 or (view_steps is not None and view_steps < 1):
-        raise ValueError('--steps and --view-steps must be >= 1, and --warmup >= 1 (the first '
-                         "step of a variant does one-off work: EATA's Fisher information)")
-    if view_warmup is not None and view_warmup < 0:
-        raise ValueError(f'--view-warmup must be >= 0, got {view_warmup}')
-    loop_precisions = tuple(DEFAULT_LOOP_PRECISIONS[kind] if loop_precisions is None
-                            else loop_precisions)
-    if stag_methods is None:
-        stag_methods = DEFAULT_STAG_METHODS[kind]
-    elif list(stag_methods) == ['all']:
-        stag_methods = None
-    loop_images = DEFAULT_LOOP_IMAGES[kind] if loop_images is None else loop_images
-    speed = DEFAULT_SPEED[kind] if speed is None else tuple(speed)
-    if later_methods is None:
-        later_methods = methods if DEFAULT_LATER_METHODS[kind] is None \
-            else DEFAULT_LATER_METHODS[kind]
-    elif list(later_methods) == ['all']:
-        later_methods = None
+    chosen = device_options(kind, num_steps=num_steps, warmup=warmup, view_steps=view_steps,
+                            view_warmup=view_warmup, loop_images=loop_images,
+                            loop_precisions=loop_precisions, speed=speed, methods=methods,
+                            later_methods=later_methods, stag_methods=stag_methods)
+    num_steps, warmup, view_steps, view_warmup = (
+        chosen[k] for k in ('num_steps', 'warmup', 'view_steps', 'view_warmup'))
+    loop_images, loop_precisions, speed = (
+        chosen[k] for k in ('loop_images', 'loop_precisions', 'speed'))
+    later_methods, stag_methods = chosen['later_methods'], chosen['stag_methods']
     variant_lists = [build_variants(config, methods if i == 0 else later_methods,
                                     speed if i == 0 else (), method_configs, stag_methods)
                      for i, config in enumerate(configs)]
