@@ -16,7 +16,7 @@ from mmseg.registry import MODELS
 from stag_seg.compat.checkpoint import load_segmentor_checkpoint, unlogged_trust
 from stag_seg.engine.config import TTASetup, check_source, validate_tta_config
 from stag_seg.engine.runner import StreamRunner
-from stag_seg.engine.stream import build_domain, build_stream_domains
+from stag_seg.engine.stream import build_source_domain, build_stream_domains
 from stag_seg.engine.work_dir import (
     check_dir_option,
     finished_run,
@@ -126,9 +126,8 @@ def check_start(run: TTARun) -> None:
         domains = build_stream_domains(list(cfg.test_cfg.get('domains') or []), template,
                                        opt['subset'], opt['forgetting'], cfg.randomness.seed)
         for option, dataset in run.setup.method.source_datasets().items():
-            try:            # as the loop's build_loader resolves it (labels not needed)
-                build_domain(dict(name='source set', dataset=dataset), template, adapt=False,
-                             check_labels=False)
+            try:            # as the loop's build_loader resolves it
+                build_source_domain(dataset, template)
             except (FileNotFoundError, ValueError) as e:
                 raise type(e)(f'test_cfg.method.{option}: {e}') from e
     run.setup.domains = domains

@@ -24,7 +24,7 @@ from stag_seg.engine.stream import (
     DOMAIN_KEY,
     MixedDataset,
     Stage,
-    build_domain,
+    build_source_domain,
     build_stream_domains,
     plan_stages,
 )
@@ -162,9 +162,7 @@ class ContinualTTALoop(BaseLoop):
         """A loader over a source-domain set (e.g. EATA's Fisher set): a dataset config
         resolved like a stream domain's, labels not required, and, if ``size``, a seeded
         subset of ``size`` images (``randomness.seed``)."""
-        domain = build_domain(dict(name='source set', dataset=dataset_cfg),
-                              self.dataloader_cfg.get('dataset'), adapt=False,
-                              check_labels=False)
+        domain = build_source_domain(dataset_cfg, self.dataloader_cfg.get('dataset'))
         if size is not None and size < len(domain.dataset):
             domain.dataset.take_subset(size, np.random.default_rng([self.runner.seed, 1 << 21]))
         return self._loader(domain.dataset)

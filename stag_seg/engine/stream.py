@@ -117,6 +117,13 @@ def build_domain(cfg: dict, template: dict | None, adapt: bool = True,
     return Domain(cfg['name'], DomainDataset(cfg['name'], dataset), adapt)
 
 
+def build_source_domain(dataset_cfg: dict, template: dict | None) -> Domain:
+    """A source-domain set a method reads (e.g. EATA's Fisher set): ``dataset_cfg`` resolved
+    like a stream domain's on ``template``, never adapted, labels not required."""
+    return build_domain(dict(name='source set', dataset=dataset_cfg), template, adapt=False,
+                        check_labels=False)
+
+
 def build_stream_domains(domain_cfgs: list[dict], template: dict | None,
                          subset: int | None, forgetting: dict | None,
                          seed: int) -> list[Domain]:
