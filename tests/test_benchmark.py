@@ -30,7 +30,7 @@ from stag_seg.benchmark.report import (
     POSTPROCESS_TARGET_MS,
     format_notes,
 )
-from stag_seg.benchmark.run import device_options
+from stag_seg.benchmark.run import DEFAULT_LOOP_SIZE, device_options, loop_input_size
 from stag_seg.benchmark.step_timing import (
     AdapterStep,
     build_steps,
@@ -257,6 +257,16 @@ def test_loop_streams_full_resolution_and_splits_each_image(report):
                                               / loop['bare_step_s']['cpu'])
     assert bf16['mIoU_minus_fp32'] == pytest.approx(bf16['mIoU'] - fp32['mIoU'])
     assert 'engine loop (tent, 3 PNGs at 128x72, resized to 64x36' in text
+    assert result['options']['loop_size'] == list(SIZE)        # --size given: the loop's too
+
+
+def test_the_loop_size_is_given_else_the_step_s_given_else_the_device_s():
+    assert DEFAULT_LOOP_SIZE == {'cuda': None, 'cpu': (288, 512)}
+    assert loop_input_size('cpu', (216, 384), size_given=False) == (288, 512)
+    assert loop_input_size('cpu', (100, 200), size_given=True) == (100, 200)
+    assert loop_input_size('cuda', (540, 960), size_given=False) == (540, 960)
+    assert loop_input_size('cpu', (100, 200), True, loop_size=[72, 128]) == (72, 128)
+    assert loop_input_size('cuda', (540, 960), False, loop_size=(270, 480)) == (270, 480)
 
 
 def test_fresh_process_runs_the_function_apart_and_reports_its_errors():
@@ -423,6 +433,7 @@ def test_stag_methods_choose_which_methods_are_timed_with_stag(cotta_configs):
 @pytest.mark.parametrize('argv, message', [
     (['--stag-methods', 'bogus'], r"--stag-methods: unknown method\(s\) \['bogus'\]"),
     (['--view-warmup', '-1'], r'--view-warmup: expected a number >= 0, got -1'),
+    (['--loop-size', '0', '64'], r'--loop-size: expected two sizes >= 1, got \[0, 64\]'),
 ])
 def test_new_benchmark_flags_are_checked_before_anything_runs(argv, message):
     from stag_seg.commands import benchmark as cli
@@ -477,8 +488,8 @@ def test_help_documents_the_options(monkeypatch, capsys):
     for option in ('--device', '--size', '--steps', '--warmup', '--configs', '--methods',
                    '--stag-methods', '--view-steps', '--view-warmup', '--later-methods',
                    '--speed', '--skip-loop', '--loop-images', '--loop-precisions',
-                   '--stream-size', '--loop-workers', '--startup-reps', '--threads', '--out',
-                   '--quick', '--streams'):
+                   '--loop-size', '--stream-size', '--loop-workers', '--startup-reps',
+                   '--threads', '--out', '--quick', '--streams'):
         assert option in out
     args = tool.parse_args(['--speed', '--methods', 'tent'])
     assert args.speed == [] and args.methods == ['tent']

@@ -235,6 +235,66 @@ def test_check_label_ids_matches_reference(dtype, num_classes, ignore_index, inj
     assert _message_ids(label, num_classes, ignore_index) == _shown(expected)
 
 
+def _scored(pred, label):
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    sample = SegDataSample(metainfo=dict(img_path='dir/x.jpg', seg_map_path='dir/x.png'))
+    sample.pred_sem_seg = PixelData(data=pred[None])
+    sample.gt_sem_seg = PixelData(data=label)
+    return sample
+
+
+VALID_CASES = [  # valid labels: one count, or the check then a count (* below)
+    (np.uint8, 2, 255, []),
+    (np.int64, 19, -1, []),
+    (np.int16, 19, 3, []),                   # * an ignored class id: the general path
+    (np.int32, 150, 255, []),                # * 255 * 150 does not fit an int16 index
+    (np.int32, 150, 200, [149]),             # 200 * 150 + 149 does
+]
+
+
+@pytest.mark.parametrize('form', ['tensor', 'int64 tensor'])
+@pytest.mark.parametrize('dtype,num_classes,ignore_index,injected', CASES + VALID_CASES)
+def test_scoring_checks_label_ids_and_counts_mmseg_areas(dtype, num_classes, ignore_index,
+                                                         injected, form, monkeypatch):
+    """StreamIoUMetric.process on CPU: the same error as check_label_ids for bad ids, else
+    mmseg's areas, counted in one pass where it can (check_label_ids not called)."""
+    from mmseg.evaluation import IoUMetric
+
+    from stag_seg.engine import iou_metric
+    from stag_seg.engine.iou_metric import StreamIoUMetric
+
+    rng = np.random.default_rng(len(injected) + num_classes)
+    label = rng.integers(0, num_classes, (1, 48, 64)).astype(dtype)
+    if 0 <= ignore_index <= np.iinfo(dtype).max:
+        label[rng.random(label.shape) < 0.1] = ignore_index
+    flat = label.reshape(-1)
+    flat[rng.choice(flat.size, len(injected), replace=False)] = injected
+    pred = torch.from_numpy(rng.integers(0, num_classes, (48, 64)))
+    label = torch.from_numpy(label.astype(np.int64) if form == 'int64 tensor' else label)
+    checks = []
+    monkeypatch.setattr(iou_metric, 'check_label_ids',
+                        lambda *a: checks.append(a) or check_label_ids(*a))
+    metric = StreamIoUMetric(ignore_index=ignore_index)
+    metric.dataset_meta = dict(classes=[str(k) for k in range(num_classes)])
+    expected = _shown(_reference_bad_ids(label.numpy(), num_classes, ignore_index))
+    if expected is not None:
+        with pytest.raises(ValueError) as err:
+            metric.process(None, [_scored(pred, label)])
+        assert str(err.value) == (f'label file dir/x.png: invalid ids [{expected}]; expected '
+                                  f'0..{num_classes - 1} or ignore_index={ignore_index}')
+        return
+    metric.process(None, [_scored(pred, label)])
+    wide = label[0].long()
+    mask = wide != ignore_index
+    theirs = IoUMetric.intersect_and_union(pred[mask], wide[mask], num_classes, 256)
+    assert torch.equal(metric.results[0], torch.stack([a.float() for a in theirs]))
+    high = max(int(label.max()), num_classes - 1)
+    one_count = (dtype != np.uint16 and not 0 <= ignore_index < num_classes
+                 and (high + 1) * num_classes <= 2 ** 15)
+    assert (checks == []) == one_count          # a uint16 tensor takes the check
+
+
 def test_check_label_ids_accepts_valid_and_empty():
     label = np.array([[0, 18], [255, 3]], dtype=np.uint8)
     check_label_ids(label, 19, 255, 'a.png')

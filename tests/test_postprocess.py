@@ -58,6 +58,22 @@ def test_argmax_classes_is_argmax_with_ties_first():
     assert argmax_classes(logits).dtype == torch.long
 
 
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize('num_classes', [2, 19, 255])
+def test_argmax_classes_is_argmax_for_every_dtype_and_extreme_values(dtype, num_classes):
+    gen = torch.Generator().manual_seed(num_classes)
+    logits = torch.randn(num_classes, 8, 40, generator=gen).to(dtype)
+    logits[-1, 0] = 10.0                        # the last class wins a row (index K - 1)
+    logits[:, 1] = -float('inf')                # all -inf: class 0
+    logits[num_classes // 2, 1, :5] = float('inf')
+    logits[:, 2] = 0.0
+    logits[0, 2, ::2] = -0.0                    # -0.0 == 0.0: still the first index
+    logits[:, 3] = logits[:, 3].round()         # many ties
+    expected = logits.argmax(0)
+    assert torch.equal(argmax_classes(logits), expected)
+    assert (expected[0] == num_classes - 1).all() and (expected[1, 5:] == 0).all()
+
+
 def test_argmax_classes_in_blocks_is_argmax_in_every_block(monkeypatch):
     monkeypatch.setattr(postprocess, 'ARGMAX_BLOCK_PIXELS', 300)    # 3 rows of 100 a block
     torch.manual_seed(2)

@@ -89,6 +89,12 @@ SPLIT_PARTS = (*STEP_PHASES, 'loss + other')
 #: precisions of the loop runs per device (fp32 first: the loop target's). On CPU fp32 only:
 #: a bf16 loop of a random-init model shows no accuracy difference worth ~40 s of the run
 DEFAULT_LOOP_PRECISIONS = {'cuda': ('fp32', 'bf16'), 'cpu': ('fp32',)}
+#: (H, W) input of the loop and its bare step per device, when --size is not given (None: the
+#: step's size). On CPU 288x512, the size at which the loop target was set: the loop adds a
+#: fixed ~110 ms of 1080p post-processing and scoring per image, which weighs ~2x more
+#: against the 216x384 step (1.2 s) than against 288x512's (2.1 s; the stream's real 540x960
+#: step takes ~10 s on CPU); a loop run at 288x512 takes ~20 s longer
+DEFAULT_LOOP_SIZE = {'cuda': None, 'cpu': (288, 512)}
 
 
 def benchmark_config(config: str, size: tuple[int, int], device: torch.device,
@@ -244,6 +250,17 @@ def device_options(kind: str, **given) -> dict:
     return out
 
 
+def loop_input_size(kind: str, size: tuple[int, int], size_given: bool,
+                    loop_size: tuple[int, int] | None = None) -> tuple[int, int]:
+    """The loop's (H, W) input on a ``kind`` of device: ``loop_size`` if given, else the
+    step's ``size`` if that was given, else ``DEFAULT_LOOP_SIZE`` (None there: ``size``)."""
+    if loop_size is not None:
+        return tuple(loop_size)
+    if size_given or DEFAULT_LOOP_SIZE[kind] is None:
+        return tuple(size)
+    return tuple(DEFAULT_LOOP_SIZE[kind])
+
+
 def run_benchmark(configs: Sequence[str] = DEFAULT_CONFIGS,
                   size: tuple[int, int] | None = None,
                   device: str | None = None,
@@ -254,6 +271,7 @@ def run_benchmark(configs: Sequence[str] = DEFAULT_CONFIGS,
                   loop: bool = True,
                   loop_images: int | None = None,
                   loop_precisions: Sequence[str] | None = None,
+                  loop_size: tuple[int, int] | None = None,
                   stream_size: tuple[int, int] = FULL_RESOLUTION,
                   loop_workers: int | None = None,
                   startup_reps: int = 2,
@@ -277,7 +295,8 @@ def run_benchmark(configs: Sequence[str] = DEFAULT_CONFIGS,
     (``DEFAULT_LATER_METHODS``; ``['all']``: every registered one); the variants with
     test-time-augmented views get ``view_steps`` timed steps after ``view_warmup`` warm-up
     steps (``DEFAULT_VIEW_STEPS``, ``DEFAULT_VIEW_WARMUP``); the loop runs once per
-    ``loop_precisions`` (``DEFAULT_LOOP_PRECISIONS``). The ``speed`` variants, the start-up
+    ``loop_precisions`` (``DEFAULT_LOOP_PRECISIONS``), at ``loop_size``
+    (:func:`loop_input_size`). The ``speed`` variants, the start-up
     and the loop run on the first config only; the post-processing benchmark uses
     ``stream_size`` as the output size and always runs on one CPU thread. The loop and the
     post-processing run in fresh processes (:mod:`~stag_seg.benchmark.isolation`).
@@ -290,12 +309,14 @@ def run_benchmark(configs: Sequence[str] = DEFAULT_CONFIGS,
         say(f'CPU: {threads} torch thread (stable ratios on a shared machine; --threads N)')
     if threads is not None:
         torch.set_num_threads(threads)
+    size_given = size is not None
     if size is None:
         size = DEFAULT_SIZE[kind]
         if kind == 'cpu':
             say(f"CPU: input {size[0]}x{size[1]} (the stream's 16:9) instead of the stream's "
                 '540x960 (--size H W to change)')
     size = tuple(size)
+    loop_size = loop_input_size(kind, size, size_given, loop_size)
     chosen = device_options(kind, num_steps=num_steps, warmup=warmup, view_steps=view_steps,
                             view_warmup=view_warmup, loop_images=loop_images,
                             loop_precisions=loop_precisions, speed=speed, methods=methods,
@@ -347,7 +368,7 @@ def run_benchmark(configs: Sequence[str] = DEFAULT_CONFIGS,
         if kind == 'cpu' and torch.cuda.is_available():
             say('engine loop: skipped (the Runner puts the model on the GPU; use --device cuda)')
         else:
-            loops = run_loops(configs[0], size, loop_images, dev, loop_precisions,
+            loops = run_loops(configs[0], loop_size, loop_images, dev, loop_precisions,
                               stream_size, loop_workers)
             say('')
             say(format_loop(loops))
@@ -373,6 +394,7 @@ def run_benchmark(configs: Sequence[str] = DEFAULT_CONFIGS,
                           'method_configs': dict(method_configs or {}), 'speed': list(speed),
                           'loop': loop, 'loop_images': loop_images,
                           'loop_precisions': list(loop_precisions),
+                          'loop_size': list(loop_size),
                           'stream_size': list(stream_size), 'loop_workers': loop_workers,
                           'threads': threads}}
     if out:

@@ -6,7 +6,7 @@
                    [--stag-methods NAME ...] [--later-methods NAME ...]
                    [--view-steps N] [--view-warmup N]
                    [--method-configs NAME=CFG ...]
-                   [--skip-loop] [--loop-images N] [--loop-precisions P ...]
+                   [--skip-loop] [--loop-images N] [--loop-precisions P ...] [--loop-size H W]
                    [--stream-size H W] [--loop-workers N] [--startup-reps N]
                    [--threads N] [--out FILE]
 
@@ -20,7 +20,7 @@ views); tent + STAG in three forms; eata, sar and cotta + STAG (their -stag conf
 (first config) tent with the speed options. On CPU (to finish within ~10 minutes on 2 cores)
 the configs after the first time tent only (--later-methods), CoTTA gets 1 timed step and no
 warm-up (--view-steps, --view-warmup) and no + STAG variant (--stag-methods), and the loop
-runs in fp32 only (--loop-precisions). The table gives median
+runs in fp32 only (--loop-precisions), at 288x512 (--loop-size). The table gives median
 time and peak memory per step and their ratios to tent; a method + STAG is also compared
 with its method (informational ratios). Then: the Runner's start-up with and without yapf,
 the full-resolution post-processing + scoring of one 1080p image on one CPU thread, and the
@@ -44,6 +44,7 @@ from stag_seg.benchmark import (
     DEFAULT_LATER_METHODS,
     DEFAULT_LOOP_IMAGES,
     DEFAULT_LOOP_PRECISIONS,
+    DEFAULT_LOOP_SIZE,
     DEFAULT_SIZE,
     DEFAULT_SPEED,
     DEFAULT_STAG_METHODS,
@@ -122,6 +123,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--loop-precisions', nargs='+', choices=('fp32', 'bf16'),
                         help='one loop run per precision; fp32 is the target\'s (default per '
                         f'device: {_per_device(DEFAULT_LOOP_PRECISIONS)})')
+    parser.add_argument('--loop-size', nargs=2, type=int, metavar=('H', 'W'),
+                        help='input size of the loop and its bare step (default: --size if '
+                        f'given, else per device: {_per_device(DEFAULT_LOOP_SIZE)}, None '
+                        'meaning --size\'s default)')
     parser.add_argument('--stream-size', nargs=2, type=int, metavar=('H', 'W'),
                         default=list(FULL_RESOLUTION),
                         help="size of the loop stream's PNGs and labels, and of the "
@@ -171,7 +176,8 @@ def check_args(args: argparse.Namespace) -> None:
             raise SystemExit(f'benchmark: {flag}: expected a number >= {least}, got {value}')
     if args.streams and min(args.streams) < 1:
         raise SystemExit(f'benchmark: --streams: expected numbers >= 1, got {args.streams}')
-    for flag, pair in (('--size', args.size), ('--stream-size', args.stream_size)):
+    for flag, pair in (('--size', args.size), ('--loop-size', args.loop_size),
+                       ('--stream-size', args.stream_size)):
         if pair is not None and min(pair) < 1:
             raise SystemExit(f'benchmark: {flag}: expected two sizes >= 1, got {pair}')
     if args.device == 'cuda' and not torch.cuda.is_available():
@@ -208,7 +214,9 @@ def main(argv=None) -> None:
     run_benchmark(args.configs, tuple(args.size) if args.size else None, args.device,
                   args.steps, args.warmup, methods=args.methods, speed=args.speed,
                   loop=not args.skip_loop, loop_images=args.loop_images,
-                  loop_precisions=args.loop_precisions, stream_size=tuple(args.stream_size),
+                  loop_precisions=args.loop_precisions,
+                  loop_size=tuple(args.loop_size) if args.loop_size else None,
+                  stream_size=tuple(args.stream_size),
                   loop_workers=args.loop_workers, startup_reps=args.startup_reps,
                   out=args.out, threads=args.threads,
                   method_configs=method_configs(args.method_configs),

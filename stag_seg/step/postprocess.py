@@ -7,8 +7,8 @@ from mmengine.structures import PixelData
 from mmseg.models.utils import resize
 from torch import Tensor
 
-#: pixels per block of :func:`argmax_classes` on CPU: a block's planes and work tensors stay
-#: in a core's cache (16384: 67 ms for 19 x 1080 x 1920 on one thread, 103 ms unblocked)
+#: pixels per block of :func:`argmax_classes` on CPU: a block's work planes stay in a core's
+#: cache (16384: 42 ms for 19 x 1080 x 1920 on one thread, 67 ms with boolean work planes)
 ARGMAX_BLOCK_PIXELS = 16384
 
 
@@ -19,18 +19,20 @@ def argmax_classes(logits: Tensor) -> Tensor:
     On CPU, argmax over the outer (strided) class axis is slow (0.3 s for 19 x 1080 x 1920 on
     one thread). Here, per block of rows (:data:`ARGMAX_BLOCK_PIXELS`), the maximum over
     classes is one vectorised reduction, and the index of the first plane equal to it is the
-    number of leading planes that differ from it (compare, and, add per plane; no masked
-    writes): ~5x faster.
+    number of leading planes that differ from it: per plane, a compare, a multiply and an add,
+    in the logits' floating dtype (a comparison that writes booleans is not vectorised on
+    CPU, one that writes floats is; the counts, at most 254, are exact): ~7x faster.
     """
-    if logits.device.type != 'cpu' or not 2 <= logits.shape[0] <= 255:
+    if (logits.device.type != 'cpu' or not logits.is_floating_point()
+            or not 2 <= logits.shape[0] <= 255):
         return logits.argmax(0)
     num_classes, height, width = logits.shape
     rows = max(1, ARGMAX_BLOCK_PIXELS // max(1, width))
     out = torch.empty((height, width), dtype=torch.long)
     best = torch.empty((rows, width), dtype=logits.dtype)
-    no_max_yet = torch.empty((rows, width), dtype=torch.bool)
-    differs = torch.empty_like(no_max_yet)
-    index = torch.empty((rows, width), dtype=torch.uint8)
+    no_max_yet = torch.empty_like(best)          # 1.0 while every plane so far differs
+    differs = torch.empty_like(best)
+    index = torch.empty_like(best)
     for top in range(0, height, rows):
         block = logits[:, top:top + rows]
         n = block.shape[1]
@@ -39,12 +41,12 @@ def argmax_classes(logits: Tensor) -> Tensor:
             out[top:top + n] = block.argmax(0)
             continue
         block_no_max, block_differs, block_index = no_max_yet[:n], differs[:n], index[:n]
-        block_no_max.fill_(True)
-        block_index.zero_()
-        for k in range(num_classes - 1):
+        torch.ne(block[0], block_best, out=block_no_max)
+        block_index.copy_(block_no_max)
+        for k in range(1, num_classes - 1):
             torch.ne(block[k], block_best, out=block_differs)
-            block_no_max &= block_differs
-            block_index += block_no_max
+            block_no_max.mul_(block_differs)
+            block_index.add_(block_no_max)
         out[top:top + n] = block_index
     return out
 
