@@ -434,12 +434,28 @@ def test_stag_methods_choose_which_methods_are_timed_with_stag(cotta_configs):
     (['--stag-methods', 'bogus'], r"--stag-methods: unknown method\(s\) \['bogus'\]"),
     (['--view-warmup', '-1'], r'--view-warmup: expected a number >= 0, got -1'),
     (['--loop-size', '0', '64'], r'--loop-size: expected two sizes >= 1, got \[0, 64\]'),
+    (['--quick', '--loop-size', '72', '128'], r'--loop-size does not apply with --quick'),
+    (['--quick', '--speed'], r'--speed does not apply with --quick'),
+    (['--quick', '--view-warmup', '0'], r'--view-warmup does not apply with --quick'),
+    (['--quick', '--stag-methods', 'all'], r'--stag-methods does not apply with --quick'),
+    (['--quick', '--loop-precisions', 'fp32'], r'--loop-precisions does not apply with'),
+    (['--streams', '1', '2'], r'--streams applies with --quick only'),
 ])
 def test_new_benchmark_flags_are_checked_before_anything_runs(argv, message):
     from stag_seg.commands import benchmark as cli
 
     with pytest.raises(SystemExit, match=message):
         cli.check_args(cli.parse_args(argv))
+
+
+def test_quick_accepts_the_options_it_reads():
+    from stag_seg.commands import benchmark as cli
+
+    cli.check_args(cli.parse_args(['--quick', '--steps', '3', '--warmup', '1', '--size', '36',
+                                   '64', '--loop-images', '4', '--loop-workers', '0',
+                                   '--streams', '1', '4', '--out', 'x.json',
+                                   '--view-steps', '2']))
+    cli.check_args(cli.parse_args(['--loop-size', '72', '128', '--threads', '1']))
 
 
 def test_device_options_take_each_device_s_defaults():

@@ -142,7 +142,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--quick', action='store_true',
                         help='the GPU check in a few minutes (B5 only, eager vs fast mode, '
                         'loop, concurrent streams; CUDA only; --steps, --warmup, --view-steps, '
-                        '--size, --loop-images, --out apply)')
+                        '--size, --loop-images, --loop-workers, --streams, --out apply, the '
+                        'other options are refused with it)')
     parser.add_argument('--streams', nargs='+', type=int, default=[1, 2, 4, 8], metavar='N',
                         help='--quick: concurrent fast TENT streams timed (default: 1 2 4 8)')
     parser.add_argument('--threads', type=int,
@@ -162,9 +163,26 @@ def method_configs(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+#: options that --quick does not read (it makes its own choices): refused with it
+QUICK_IGNORES = ('configs', 'methods', 'stag_methods', 'later_methods', 'view_warmup',
+                 'method_configs', 'speed', 'skip_loop', 'loop_precisions', 'loop_size',
+                 'stream_size', 'startup_reps', 'threads')
+
+
 def check_args(args: argparse.Namespace) -> None:
-    """Refuse bad values before anything is built: one line naming the flag."""
+    """Refuse bad values before anything is built: one line naming the flag (a flag that the
+    chosen mode would ignore included)."""
     import torch
+
+    defaults = vars(parse_args([]))
+    given = [dest for dest in (QUICK_IGNORES if args.quick else ('streams',))
+             if getattr(args, dest) != defaults[dest]]
+    if given:
+        flag = '--' + given[0].replace('_', '-')
+        raise SystemExit(f'benchmark: {flag} does not apply with --quick (it applies: '
+                         '--device, --steps, --warmup, --view-steps, --size, --loop-images, '
+                         '--loop-workers, --streams, --out)' if args.quick else
+                         f'benchmark: {flag} applies with --quick only')
 
     counts = {'--steps': (args.steps, 1), '--warmup': (args.warmup, 1),
               '--view-steps': (args.view_steps, 1), '--view-warmup': (args.view_warmup, 0),
