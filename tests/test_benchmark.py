@@ -262,11 +262,11 @@ def test_loop_streams_full_resolution_and_splits_each_image(report):
 
 def test_the_loop_size_is_given_else_the_step_s_given_else_the_device_s():
     assert DEFAULT_LOOP_SIZE == {'cuda': None, 'cpu': (288, 512)}
-    assert loop_input_size('cpu', (216, 384), size_given=False) == (288, 512)
-    assert loop_input_size('cpu', (100, 200), size_given=True) == (100, 200)
-    assert loop_input_size('cuda', (540, 960), size_given=False) == (540, 960)
-    assert loop_input_size('cpu', (100, 200), True, loop_size=[72, 128]) == (72, 128)
-    assert loop_input_size('cuda', (540, 960), False, loop_size=(270, 480)) == (270, 480)
+    assert loop_input_size('cpu', None) == (288, 512)
+    assert loop_input_size('cpu', (100, 200)) == (100, 200)
+    assert loop_input_size('cuda', None) == (540, 960)
+    assert loop_input_size('cpu', (100, 200), loop_size=[72, 128]) == (72, 128)
+    assert loop_input_size('cuda', None, loop_size=(270, 480)) == (270, 480)
 
 
 def test_fresh_process_runs_the_function_apart_and_reports_its_errors():

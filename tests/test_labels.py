@@ -218,15 +218,22 @@ CASES = [  # dtype, num_classes, ignore_index, injected ids
 ]
 
 
-@pytest.mark.parametrize('form', ['numpy', 'tensor', 'int64 tensor'])
-@pytest.mark.parametrize('dtype,num_classes,ignore_index,injected', CASES)
-def test_check_label_ids_matches_reference(dtype, num_classes, ignore_index, injected, form):
+def _label_map(dtype, num_classes, ignore_index, injected):
+    """A (1, 48, 64) map of valid ids, ~10% ``ignore_index`` (where the dtype holds it) and
+    the ``injected`` ids at random places; with the generator that made it."""
     rng = np.random.default_rng(len(injected) + num_classes)
     label = rng.integers(0, num_classes, (1, 48, 64)).astype(dtype)
     if 0 <= ignore_index <= np.iinfo(dtype).max:
         label[rng.random(label.shape) < 0.1] = ignore_index
     flat = label.reshape(-1)
     flat[rng.choice(flat.size, len(injected), replace=False)] = injected
+    return label, rng
+
+
+@pytest.mark.parametrize('form', ['numpy', 'tensor', 'int64 tensor'])
+@pytest.mark.parametrize('dtype,num_classes,ignore_index,injected', CASES)
+def test_check_label_ids_matches_reference(dtype, num_classes, ignore_index, injected, form):
+    label, _ = _label_map(dtype, num_classes, ignore_index, injected)
     expected = _reference_bad_ids(label, num_classes, ignore_index)
     assert expected == sorted({i for i in injected
                                if (i < 0 or i >= num_classes) and i != ignore_index})
@@ -264,12 +271,7 @@ def test_scoring_checks_label_ids_and_counts_mmseg_areas(dtype, num_classes, ign
     from stag_seg.engine import iou_metric
     from stag_seg.engine.iou_metric import StreamIoUMetric
 
-    rng = np.random.default_rng(len(injected) + num_classes)
-    label = rng.integers(0, num_classes, (1, 48, 64)).astype(dtype)
-    if 0 <= ignore_index <= np.iinfo(dtype).max:
-        label[rng.random(label.shape) < 0.1] = ignore_index
-    flat = label.reshape(-1)
-    flat[rng.choice(flat.size, len(injected), replace=False)] = injected
+    label, rng = _label_map(dtype, num_classes, ignore_index, injected)
     pred = torch.from_numpy(rng.integers(0, num_classes, (48, 64)))
     label = torch.from_numpy(label.astype(np.int64) if form == 'int64 tensor' else label)
     checks = []

@@ -250,15 +250,11 @@ def device_options(kind: str, **given) -> dict:
     return out
 
 
-def loop_input_size(kind: str, size: tuple[int, int], size_given: bool,
+def loop_input_size(kind: str, size: tuple[int, int] | None,
                     loop_size: tuple[int, int] | None = None) -> tuple[int, int]:
     """The loop's (H, W) input on a ``kind`` of device: ``loop_size`` if given, else the
-    step's ``size`` if that was given, else ``DEFAULT_LOOP_SIZE`` (None there: ``size``)."""
-    if loop_size is not None:
-        return tuple(loop_size)
-    if size_given or DEFAULT_LOOP_SIZE[kind] is None:
-        return tuple(size)
-    return tuple(DEFAULT_LOOP_SIZE[kind])
+    step's ``size`` if given, else ``DEFAULT_LOOP_SIZE``, else ``DEFAULT_SIZE``."""
+    return tuple(loop_size or size or DEFAULT_LOOP_SIZE[kind] or DEFAULT_SIZE[kind])
 
 
 def run_benchmark(configs: Sequence[str] = DEFAULT_CONFIGS,
@@ -309,14 +305,13 @@ def run_benchmark(configs: Sequence[str] = DEFAULT_CONFIGS,
         say(f'CPU: {threads} torch thread (stable ratios on a shared machine; --threads N)')
     if threads is not None:
         torch.set_num_threads(threads)
-    size_given = size is not None
+    loop_size = loop_input_size(kind, size, loop_size)
     if size is None:
         size = DEFAULT_SIZE[kind]
         if kind == 'cpu':
             say(f"CPU: input {size[0]}x{size[1]} (the stream's 16:9) instead of the stream's "
                 '540x960 (--size H W to change)')
     size = tuple(size)
-    loop_size = loop_input_size(kind, size, size_given, loop_size)
     chosen = device_options(kind, num_steps=num_steps, warmup=warmup, view_steps=view_steps,
                             view_warmup=view_warmup, loop_images=loop_images,
                             loop_precisions=loop_precisions, speed=speed, methods=methods,

@@ -66,6 +66,15 @@ def _per_device(defaults: dict) -> str:
     return ', '.join(f'{k}: {text(v)}' for k, v in defaults.items())
 
 
+#: the options --quick reads
+QUICK_OPTIONS = ('--device', '--steps', '--warmup', '--view-steps', '--size', '--loop-images',
+                 '--loop-workers', '--streams', '--out')
+#: options that --quick does not read (it makes its own choices): refused with it
+QUICK_IGNORES = ('configs', 'methods', 'stag_methods', 'later_methods', 'view_warmup',
+                 'method_configs', 'speed', 'skip_loop', 'loop_precisions', 'loop_size',
+                 'stream_size', 'startup_reps', 'threads')
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
@@ -141,9 +150,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         '(default: work_dirs/benchmark.json)')
     parser.add_argument('--quick', action='store_true',
                         help='the GPU check in a few minutes (B5 only, eager vs fast mode, '
-                        'loop, concurrent streams; CUDA only; --steps, --warmup, --view-steps, '
-                        '--size, --loop-images, --loop-workers, --streams, --out apply, the '
-                        'other options are refused with it)')
+                        f'loop, concurrent streams; CUDA only; {", ".join(QUICK_OPTIONS)} '
+                        'apply, the other options are refused with it)')
     parser.add_argument('--streams', nargs='+', type=int, default=[1, 2, 4, 8], metavar='N',
                         help='--quick: concurrent fast TENT streams timed (default: 1 2 4 8)')
     parser.add_argument('--threads', type=int,
@@ -163,12 +171,6 @@ def method_configs(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-#: options that --quick does not read (it makes its own choices): refused with it
-QUICK_IGNORES = ('configs', 'methods', 'stag_methods', 'later_methods', 'view_warmup',
-                 'method_configs', 'speed', 'skip_loop', 'loop_precisions', 'loop_size',
-                 'stream_size', 'startup_reps', 'threads')
-
-
 def check_args(args: argparse.Namespace) -> None:
     """Refuse bad values before anything is built: one line naming the flag (a flag that the
     chosen mode would ignore included)."""
@@ -180,8 +182,7 @@ def check_args(args: argparse.Namespace) -> None:
     if given:
         flag = '--' + given[0].replace('_', '-')
         raise SystemExit(f'benchmark: {flag} does not apply with --quick (it applies: '
-                         '--device, --steps, --warmup, --view-steps, --size, --loop-images, '
-                         '--loop-workers, --streams, --out)' if args.quick else
+                         f'{", ".join(QUICK_OPTIONS)})' if args.quick else
                          f'benchmark: {flag} applies with --quick only')
 
     counts = {'--steps': (args.steps, 1), '--warmup': (args.warmup, 1),

@@ -43,12 +43,12 @@ def checked_cpu_confusion(pred: torch.Tensor, label: torch.Tensor, num_classes: 
             or 0 <= ignore_index < k):
         return None
     low, high = (int(v) for v in torch.aminmax(label))
-    if low < 0 or (max(high, k - 1) + 1) * k > 2**15:
+    rows = max(high, k - 1) + 1                 # label ids 0..rows-1, K of them valid
+    if low < 0 or rows * k > 2**15:
         return None
     index = label.to(torch.int16)
     index *= k
     index += pred.to(torch.int16)
-    rows = max(high, k - 1) + 1
     counts = torch.bincount(index.flatten(), minlength=rows * k).view(rows, k)
     labelled = counts[k:].sum(1) > 0
     if 0 <= ignore_index - k < len(labelled):
