@@ -28,19 +28,24 @@ torch.set_num_threads(2)
 weights = torch.randn(256, 256)
 (weights @ weights).sum()                      # torch's intra-op threads are warm
 lock = threading.Lock()
-held = threading.Event()
+held, done = threading.Event(), threading.Event()
 
 def hold():
     with lock:
         held.set()
-        while True:
+        while not done.is_set():
             (weights @ weights).sum()
             time.sleep(0.01)
 
-threading.Thread(target=hold, daemon=True).start()
+holder = threading.Thread(target=hold)
+holder.start()
 held.wait()
 os.register_at_fork(after_in_child=lock.acquire)
-run_jobs(plan_jobs(sys.argv[1], 4, 2, 3, 1, True), (96, 48), 0, 2)
+try:
+    run_jobs(plan_jobs(sys.argv[1], 4, 2, 3, 1, True), (96, 48), 0, 2)
+finally:
+    done.set()      # a thread still in torch at exit aborts the interpreter (std::terminate)
+    holder.join()
 print('rendered')
 '''
 
