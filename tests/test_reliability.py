@@ -48,6 +48,12 @@ def _snapshot(work_dir: str) -> dict:
     return out
 
 
+def _tree(work_dir: str) -> set[str]:
+    """Every path under ``work_dir`` (the Runner's timestamped log folder included)."""
+    return {osp.relpath(osp.join(folder, name), work_dir)
+            for folder, dirs, files in os.walk(work_dir) for name in dirs + files}
+
+
 def _cli(*args, cwd=REPO):
     env = {**os.environ, 'PYTHONPATH': REPO}
     return subprocess.run([sys.executable, osp.join(REPO, 'tools', 'test_tta.py'), *args],
@@ -223,21 +229,25 @@ def test_resume_with_another_config_names_the_differing_keys(tmp_path, acdc):
     crash = [dict(type='CrashAfterItersHook', iters=6)]
     with pytest.raises(KeyboardInterrupt):
         build_runner(work_dir, acdc, custom_hooks=crash).test()
-    before = _snapshot(work_dir)
+    before, tree = _snapshot(work_dir), _tree(work_dir)
     with pytest.raises(ValueError, match=r'these settings differ: test_cfg\.optimizer\.lr'):
-        build_runner(work_dir, acdc, resume=True, **{'test_cfg.optimizer.lr': 1e-3}).test()
+        build_runner(work_dir, acdc, resume=True, **{'test_cfg.optimizer.lr': 1e-3})
     with pytest.raises(ValueError, match=r'plugins\.0\.type'):
-        build_runner(work_dir, acdc, resume=True, config=STAG_CONFIG).test()
-    assert _snapshot(work_dir) == before
+        build_runner(work_dir, acdc, resume=True, config=STAG_CONFIG)
+    assert _snapshot(work_dir) == before and _tree(work_dir) == tree   # before any Runner
+    proc = _cli(TINY_CONFIG, '--work-dir', work_dir, '--resume', '--cfg-options',
+                *_cli_options(acdc, **{'test_cfg.optimizer.lr': 1e-3}))
+    assert proc.returncode == 1 and 'test_cfg.optimizer.lr' in proc.stderr, proc.stderr[-2000:]
+    assert _snapshot(work_dir) == before and _tree(work_dir) == tree
 
 
 def test_resume_without_a_state_keeps_the_records(tmp_path, acdc):
     work_dir = str(tmp_path / 'w')
     build_runner(work_dir, acdc, num_rounds=1, **{'test_cfg.save_state': False}).test()
-    before = _snapshot(work_dir)
+    before, tree = _snapshot(work_dir), _tree(work_dir)
     with pytest.raises(FileNotFoundError, match='no tta_state.pth to resume from'):
-        build_runner(work_dir, acdc, num_rounds=1, resume=True).test()
-    assert _snapshot(work_dir) == before
+        build_runner(work_dir, acdc, num_rounds=1, resume=True)
+    assert _snapshot(work_dir) == before and _tree(work_dir) == tree
 
 
 def test_torn_last_line_is_dropped_and_its_stage_redone(tmp_path, acdc):

@@ -19,6 +19,7 @@ from stag_seg.engine.runner import StreamRunner
 from stag_seg.engine.stream import build_source_domain, build_stream_domains
 from stag_seg.engine.work_dir import (
     check_dir_option,
+    checked_resume_state,
     finished_run,
     locked_work_dir,
     marked_complete,
@@ -108,9 +109,10 @@ def check_start(run: TTARun) -> None:
     and timestamp folder to the work dir: the precision on the device the Runner will use
     (for a method that updates), the checkpoint loaded strictly into a CPU copy of the
     model, the stream's domains built (data present, ``test_cfg.subset`` within each
-    domain; the loop then uses these), and the source-domain sets the method reads
-    (``TTAMethod.source_datasets``: EATA's ``fisher_dataset``). Every error is one line
-    naming the option, the file or the path."""
+    domain; the loop then uses these), the source-domain sets the method reads
+    (``TTAMethod.source_datasets``: EATA's ``fisher_dataset``) and, with ``--resume``, the
+    saved state against this config. Every error is one line naming the option, the file
+    or the path."""
     opt, cfg = run.setup.options, run.cfg
     run.setup.domains = None            # set last: only a start that passed every check
     if run.setup.method.updates:
@@ -130,6 +132,7 @@ def check_start(run: TTARun) -> None:
                 build_source_domain(dataset, template)
             except (FileNotFoundError, ValueError) as e:
                 raise type(e)(f'test_cfg.method.{option}: {e}') from e
+    checked_resume_state(cfg)
     run.setup.domains = domains
 
 

@@ -101,14 +101,14 @@ class RunDir:
         return target
 
     def load_resume_state(self, fingerprint: dict[str, str], num_stages: int | None,
-                          checkpoint: str | None = None) -> dict | None:
+                          checkpoint: str | None = None, mmap: bool = False) -> dict | None:
         """The saved state to resume from, checked against this run's config.
 
         Returns None when the work dir holds no run at all. A state written for another
         config is an error naming the differing keys (another checkpoint file: naming the
         file ``checkpoint``); records without a state are an error (they cannot be continued
         and are not discarded silently). ``num_stages=None``: the stream's length is not
-        checked.
+        checked. ``mmap=True`` maps the state's tensors instead of reading them (a check).
         """
         if not osp.exists(self.state_path):
             if osp.exists(self.results_path):
@@ -120,7 +120,8 @@ class RunDir:
             self.logger.warning(f'--resume: {self.work_dir} holds no run; starting one')
             return None
         try:
-            state = torch.load(self.state_path, map_location='cpu', weights_only=True)
+            state = torch.load(self.state_path, map_location='cpu', weights_only=True,
+                               mmap=mmap)
         except Exception as e:
             raise ValueError(f'--resume: cannot read {self.state_path} ({e}); delete it and '
                              'run without --resume to start over') from e

@@ -1,5 +1,6 @@
 """Guards of a run's work dir, before the Runner touches it: one run at a time (a lock), output
-paths that are directories, and a finished run that ``--resume`` only reads."""
+paths that are directories, a saved state that ``--resume`` checks against the config, and a
+finished run that ``--resume`` only reads."""
 from __future__ import annotations
 
 import contextlib
@@ -59,21 +60,31 @@ def marked_complete(work_dir: str) -> bool:
         return False
 
 
-def finished_run(cfg: Config) -> dict | None:
-    """For ``--resume`` of a run that ``run.json`` marks complete: checks its state against
-    this config (an error names what differs) and returns its summary metrics, reading
-    only; None otherwise (the loop resumes or starts the run)."""
-    work_dir = cfg.work_dir
-    seed = cfg.get('randomness', {}).get('seed')
-    if not (cfg.test_cfg.get('resume') and marked_complete(work_dir) and seed is not None
-            and osp.isfile(osp.join(work_dir, STATE_FILE))
-            and osp.isfile(osp.join(work_dir, RESULTS_FILE))):
+def checked_resume_state(cfg: Config) -> dict | None:
+    """For ``--resume``: the work dir's saved state, checked against this config before a
+    Runner writes there (an error names what differs, or the records without a state); None
+    without ``--resume``, a seed or an earlier run. Reads only, memory-mapped: the loop loads
+    the state it resumes from itself."""
+    work_dir, seed = cfg.work_dir, cfg.get('randomness', {}).get('seed')
+    if not (cfg.test_cfg.get('resume') and seed is not None
+            and (osp.isfile(osp.join(work_dir, STATE_FILE))
+                 or osp.isfile(osp.join(work_dir, RESULTS_FILE)))):
         return None
     checkpoint = cfg.test_cfg.get('checkpoint')
     fingerprint = with_checkpoint_identity(run_fingerprint(cfg, seed), checkpoint)
     run_dir = RunDir(work_dir, logging.getLogger(__name__))
-    state = run_dir.load_resume_state(fingerprint, None, checkpoint)
-    if state['next_stage'] != state['num_stages']:
+    return run_dir.load_resume_state(fingerprint, None, checkpoint, mmap=True)
+
+
+def finished_run(cfg: Config) -> dict | None:
+    """For ``--resume`` of a run that ``run.json`` marks complete: checks its state against
+    this config (:func:`checked_resume_state`) and returns its summary metrics, reading
+    only; None otherwise (the loop resumes or starts the run)."""
+    work_dir = cfg.work_dir
+    if not (marked_complete(work_dir) and osp.isfile(osp.join(work_dir, RESULTS_FILE))):
+        return None
+    state = checked_resume_state(cfg)
+    if state is None or state['next_stage'] != state['num_stages']:
         return None
     print_log(f'{work_dir}: the run is already complete; nothing to do', logger='current',
               level=logging.WARNING)
