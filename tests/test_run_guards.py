@@ -74,6 +74,27 @@ def test_cli_refuses_a_locked_work_dir_in_one_line(tmp_path, acdc):
         'it to end, or use another --work-dir']
 
 
+def test_cli_console_holds_no_log_line_of_the_start_checks_load(tmp_path, acdc):
+    """The start check loads the checkpoint into a CPU copy before the Runner exists; that
+    load must not print mmengine's INFO line on a quiet console. The loop's load logs it once,
+    into the run's log."""
+    path = _checkpoint(tmp_path / 'source.pth')
+    work_dir = tmp_path / 'w'
+    proc = subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools', 'test_tta.py'), TINY_CONFIG, path,
+         '--work-dir', str(work_dir), '--cfg-options', f'test_dataloader.dataset.data_root={acdc}',
+         'test_cfg.num_rounds=1', 'test_cfg.progress=False', 'test_dataloader.num_workers=0',
+         'test_dataloader.persistent_workers=False'],
+        capture_output=True, text=True, env={**os.environ, 'PYTHONPATH': REPO})
+    assert proc.returncode == 0, proc.stderr
+    assert 'Loads checkpoint' not in proc.stdout + proc.stderr
+    [log] = [osp.join(root, f) for root, _, files in os.walk(work_dir) for f in files
+             if f.endswith('.log')]
+    with open(log) as f:
+        loads = [line for line in f if 'Loads checkpoint' in line]
+    assert len(loads) == 1 and path in loads[0]
+
+
 # ---- item 2: --resume checks the checkpoint's bytes, not its path -----------------------------
 def test_resume_refuses_another_checkpoint_at_the_same_path(tmp_path, acdc):
     path = _checkpoint(tmp_path / 'source.pth')

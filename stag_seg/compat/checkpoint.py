@@ -126,9 +126,10 @@ def _first(keys: list[str], n: int = 5) -> str:
     return ', '.join(keys[:n]) + (f' ... ({len(keys)} in all)' if len(keys) > n else '')
 
 
-def load_segmentor_checkpoint(model: nn.Module, filename: str,
-                              map_location: Any = 'cpu') -> Dict[str, Any]:
-    """Loads ``filename`` into ``model`` strictly; returns the checkpoint dict.
+def load_segmentor_checkpoint(model: nn.Module, filename: str, map_location: Any = 'cpu',
+                              logger: str = 'current') -> Dict[str, Any]:
+    """Loads ``filename`` into ``model`` strictly; returns the checkpoint dict. ``logger``
+    gets mmengine's "Loads checkpoint by ... backend" line (``'silent'``: none).
 
     mmengine only warns about missing or unexpected keys, so a checkpoint of another model
     (or a backbone-only one) would run on random weights. Here every mismatch is a
@@ -137,7 +138,8 @@ def load_segmentor_checkpoint(model: nn.Module, filename: str,
     missing or unexpected keys. BatchNorm's ``num_batches_tracked`` may be absent.
     """
     try:
-        checkpoint = CheckpointLoader.load_checkpoint(filename, map_location=map_location)
+        checkpoint = CheckpointLoader.load_checkpoint(filename, map_location=map_location,
+                                                      logger=logger)
     except (FileNotFoundError, ValueError):      # these name the file and the problem
         raise
     except Exception as e:

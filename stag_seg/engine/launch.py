@@ -123,7 +123,7 @@ def check_start(run: TTARun) -> None:
         if opt['checkpoint']:
             with unlogged_trust():          # the loop's load logs it, into the run's log
                 load_segmentor_checkpoint(MODELS.build(copy.deepcopy(cfg.model)),
-                                          opt['checkpoint'])
+                                          opt['checkpoint'], logger='silent')
         template = cfg.test_dataloader.get('dataset')
         domains = build_stream_domains(list(cfg.test_cfg.get('domains') or []), template,
                                        opt['subset'], opt['forgetting'], cfg.randomness.seed)
