@@ -19,7 +19,7 @@ from stag_seg.engine.adapter import TTAAdapter
 from stag_seg.engine.launch import load_tta_config
 from stag_seg.methods import EATA, SAR, BNAdapt, Tent
 from stag_seg.methods.eata import select_pixels
-from stag_seg.methods.fisher import fisher_penalty
+from stag_seg.methods.fisher import fisher_information, fisher_penalty
 from stag_seg.methods.sar import reset_constant, update_ema
 from stag_seg.plugins import STAGHook, TTAPlugin
 from stag_seg.reports import RESULTS_FILE, load_records
@@ -206,6 +206,24 @@ def test_fisher_is_computed_once_from_the_source_model_and_penalises_drift(tiny)
     assert fisher_penalty(anchor, method.fisher, method.anchor, 2000.0).item() == 0
     assert {name for name, p in model.named_parameters()
             if not torch.equal(p, source.get(name, p))} <= set(source)
+    adapter.close()
+
+
+def test_fisher_of_batches_of_two_is_the_mean_over_batches(tiny):
+    """EATA divides the summed squared gradients by the number of batches (each batch's
+    gradient is of its pixel-mean CE), not of images: 4 images in 2 batches of 2."""
+    model, batches, _ = tiny
+    assert len(batches) >= 4
+    pairs = [{key: batches[i][key] + batches[i + 1][key] for key in batches[i]}
+             for i in (0, 2)]
+    assert [len(pair['inputs']) for pair in pairs] == [2, 2]
+    adapter = TTAAdapter(copy.deepcopy(model), EATA(fisher_alpha=0),
+                         optimizer=dict(type='Adam', lr=1e-3))
+    fisher, images = fisher_information(adapter, pairs, max_images=4)
+    expected, _ = _fisher_reference(model, pairs)
+    assert images == 4
+    for mine, ref in zip(fisher, expected, strict=True):
+        torch.testing.assert_close(mine, ref, rtol=1e-4, atol=1e-12)
     adapter.close()
 
 

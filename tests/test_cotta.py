@@ -244,6 +244,21 @@ def test_non_adapting_step_scores_the_pseudo_label_and_changes_nothing(batches):
     assert torch.equal(state['method']['generator'], after['method']['generator'])
 
 
+def test_restore_generator_is_seeded_by_the_run_seed():
+    """The stochastic restore draws from a generator seeded with the run's seed (mmengine's
+    ``randomness.seed`` seeds torch before the adapter is built): two seeds, two streams of
+    restore masks; the same seed, the same masks."""
+    generators = []
+    for seed in (123, 7, 123):
+        model = tiny_model()
+        torch.manual_seed(seed)
+        adapter = TTAAdapter(model, CoTTA(restore_prob=0.5), optimizer=dict(type='Adam', lr=1e-3))
+        assert adapter.method.generator.initial_seed() == seed
+        generators.append(torch.rand(64, generator=adapter.method.generator))
+    assert torch.equal(generators[0], generators[2])
+    assert not torch.equal(generators[0], generators[1])
+
+
 def test_reset_restores_teacher_and_generator(batches):
     adapter, _ = make_adapter(alpha=0.5, restore_prob=0.1)
     initial = adapter.snapshot()

@@ -183,7 +183,7 @@ def test_non_finite_loss_skips_the_update_and_counts_it(tmp_path, acdc):
     assert sum(skipped.values()) == 2
 
 
-def test_reset_per_domain_restarts_from_the_source_model(tmp_path, acdc):
+def test_reset_per_domain_or_round_restarts_from_the_source_model(tmp_path, acdc):
     def rounds(reset):
         work_dir = str(tmp_path / reset)
         build_runner(work_dir, acdc, **{'test_cfg.reset': reset,
@@ -191,10 +191,11 @@ def test_reset_per_domain_restarts_from_the_source_model(tmp_path, acdc):
         records = load_records(work_dir)
         return [[(r['domain'], r['mIoU'], r['IoU']) for r in records if r['round'] == k]
                 for k in (1, 2)]
-    first, second = rounds('domain')
-    assert first == second
-    first, second = rounds('never')         # control: without a reset, round 2 differs
-    assert first != second
+    by_domain, by_round, never = rounds('domain'), rounds('round'), rounds('never')
+    assert by_domain[0] == by_domain[1] and by_round[0] == by_round[1]
+    assert never[0] != never[1]             # control: without a reset, round 2 differs
+    assert by_round[0] == never[0]          # 'round': no reset between a round's domains
+    assert by_round[0][0] == by_domain[0][0] and by_round[0][1:] != by_domain[0][1:]
 
 
 def test_resumed_run_with_resets_restarts_from_the_source_model(tmp_path, acdc):

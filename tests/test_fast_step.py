@@ -296,6 +296,23 @@ def test_captured_filters_equal_the_eager_step_on_cpu(method, with_stag):
         assert graphed.method.ema is not None
 
 
+def test_sar_step_whose_second_pass_keeps_no_pixel_leaves_the_average_alone():
+    """SAR's code updates its moving average only with a finite pass-2 loss, and the mean over
+    no pixel is NaN there. Here pass 1 keeps pixels, the SAM ascent (rho=5) leaves none below
+    E0 in pass 2: the average stays unset and no recovery follows (an average of the empty
+    mean's 0 would be below e_m and recover), eager and captured alike."""
+    runs = []
+    for cuda_graph in (False, True):
+        adapter = _adapter(_tiny_model(), cuda_graph, [], 'sar', margin_e0=MARGIN, rho=5.0)
+        result = adapter.step(synthetic_batch((32, 64), seed=0), adapt=True)
+        stats = {name: float(value) for name, value in result.stats.items()}
+        assert stats['reliable_pixels'] > 0 and stats['kept_pixels'] == 0
+        assert stats['resets'] == 0
+        assert adapter.method.ema is None and adapter.method.num_resets == 0
+        runs.append(stats)
+    assert runs[0] == runs[1]
+
+
 class HostRead(RuntimeError):
     """A tensor read on the host (a CUDA synchronisation) inside the captured step."""
 

@@ -185,3 +185,35 @@ def test_config_with_only_the_hook_runs_stag_and_logs_diagnostics(tmp_path, acdc
     for word in ('mean self-entropy H=', 'mean diagonal probability psi=',
                  'structural accuracy='):
         assert word in log
+
+
+def test_hook_with_an_adapting_classifier_uses_its_current_weight_detached():
+    """CoTTA adapts the classifier: the hook keeps the source anchors a_k = W0^T v_k but builds
+    each pixel's gradient g = W^T u with the current W, a constant of the term (no gradient
+    into W through it)."""
+    import logging
+
+    from stag_seg.stag.entropy import entropy_logit_grad
+    from stag_seg.step.context import StepContext
+
+    torch.manual_seed(5)
+    classifier = torch.nn.Conv2d(8, 5, 1).double()
+    w0 = classifier.weight.detach().flatten(1).clone()
+    anchors0 = structural_anchors(classifier.weight, classifier.bias, grad_space='feature')
+    hook = STAGHook(loss_weight=1.5, grad_space='feature')
+    hook.setup(classifier, 'decode_head.conv_seg', logging.getLogger('test'))
+    with torch.no_grad():                                   # the update moved W
+        classifier.weight.add_(0.5 * torch.randn_like(classifier.weight))
+    w = classifier.weight.detach().flatten(1)
+    logits = torch.randn(2, 5, 3, 4, dtype=torch.float64, requires_grad=True)
+    term = hook.losses(StepContext(outputs=[], logits=logits))['loss_stag']
+
+    rows = logits.detach().permute(0, 2, 3, 1).reshape(-1, 5)
+    u, _ = entropy_logit_grad(rows, dim=1)
+    expected = 1 - torch.nn.functional.cosine_similarity(
+        u @ w, anchors0.anchors[rows.argmax(1)], dim=1)
+    torch.testing.assert_close(term, 1.5 * expected.mean())
+    stale = 1 - torch.nn.functional.cosine_similarity(u @ w0, anchors0.anchors[rows.argmax(1)],
+                                                      dim=1)
+    assert abs(term.item() - 1.5 * stale.mean().item()) > 1e-3     # not the source W's form
+    assert torch.autograd.grad(term, classifier.weight, allow_unused=True)[0] is None
