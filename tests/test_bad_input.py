@@ -213,3 +213,34 @@ def test_benchmark_flags_are_checked_before_any_work(argv, expected, monkeypatch
     message = str(info.value.code)
     assert message.startswith(expected) and '\n' not in message
     assert not out.exists()
+
+
+@pytest.mark.parametrize('seed', ['abc', 1.5, -1, True, 2 ** 32])
+def test_bad_seed_is_named_before_the_runner(seed, work_dir, acdc):
+    with pytest.raises(ValueError, match=rf'randomness.seed must be an integer from 0 to '
+                                         rf'2\*\*32 - 1 .*got {seed!r}'):
+        load_tta_config(TINY_CONFIG, work_dir, tiny_options(acdc, randomness=dict(seed=seed)))
+    assert sorted(os.listdir(work_dir)) == ['results.jsonl']
+    _earlier_results_kept(work_dir)
+
+
+def test_checkpoint_and_random_init_together_are_refused(work_dir, acdc, tmp_path):
+    """Either source is the user's word: both at once is a mistake (the checkpoint used to win
+    silently over --random-init). A checkpoint passed alone turns off a config's
+    random_init; a directory is named as one."""
+    checkpoint = tmp_path / 'source.pth'
+    checkpoint.write_bytes(b'not read: refused before loading')
+    run = load_tta_config(TINY_CONFIG, work_dir, tiny_options(acdc))
+    with pytest.raises(ValueError, match=r'source.pth and --random-init exclude each other'):
+        run_tta(run, str(checkpoint), random_init=True)
+    both = tiny_options(acdc, **{'test_cfg.checkpoint': str(checkpoint)})
+    with pytest.raises(ValueError, match=r'test_cfg.checkpoint=.*source.pth and '
+                                         r'test_cfg.random_init=True .*exclude each other'):
+        run_tta(load_tta_config(TINY_CONFIG, work_dir, both))
+    with pytest.raises(IsADirectoryError, match=rf'checkpoint {tmp_path} is a directory'):
+        run_tta(load_tta_config(TINY_CONFIG, work_dir, tiny_options(acdc)), str(tmp_path))
+    assert sorted(os.listdir(work_dir)) == ['results.jsonl']
+    _earlier_results_kept(work_dir)
+    run = load_tta_config(TINY_CONFIG, work_dir, tiny_options(acdc))
+    run.set_source(str(checkpoint))
+    assert run.setup.options['random_init'] is False and run.cfg.test_cfg.random_init is False

@@ -127,11 +127,15 @@ def check_loop_options(domains: list, require_checkpoint: bool = True, **options
 
 
 def check_source(opt: dict) -> None:
-    """The source model is a checkpoint, or random initialisation on purpose."""
+    """The source model is a checkpoint, or random initialisation on purpose: one of the two."""
     if opt['checkpoint'] is None and not opt['random_init']:
         raise ValueError('no checkpoint: pass CHECKPOINT to tools/test_tta.py (or set '
                          'test_cfg.checkpoint); to run from random initialisation on purpose, '
                          'pass --random-init (test_cfg.random_init=True)')
+    if opt['checkpoint'] is not None and opt['random_init']:
+        raise ValueError(f"test_cfg.checkpoint={opt['checkpoint']} and test_cfg.random_init"
+                         '=True (--random-init) exclude each other: the source model is the '
+                         'checkpoint or random initialisation; drop one of the two')
 
 
 def plugin_hook_cfgs(cfg: Config) -> list[tuple[int, dict, type]]:

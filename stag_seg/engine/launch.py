@@ -44,12 +44,22 @@ class TTARun:
 
     def set_source(self, checkpoint: str | None = None,
                    random_init: bool | None = None) -> None:
-        """Sets ``test_cfg.checkpoint`` (which must exist) and ``test_cfg.random_init``; a
-        start already checked (:func:`check_start`) is checked again."""
+        """Sets ``test_cfg.checkpoint`` (which must be a file) and ``test_cfg.random_init``
+        (a checkpoint given here turns the config's ``random_init`` off; both given here
+        are refused); a start already checked (:func:`check_start`) is checked again."""
+        if checkpoint and random_init:
+            raise ValueError(f'checkpoint {checkpoint} and --random-init exclude each other: '
+                             'the source model is the checkpoint or random initialisation; '
+                             'drop one of the two')
         if checkpoint:
+            if osp.isdir(checkpoint):
+                raise IsADirectoryError(f'checkpoint {checkpoint} is a directory; pass the '
+                                        'checkpoint file (.pth)')
             if not osp.isfile(checkpoint):
                 raise FileNotFoundError(f'checkpoint file not found: {checkpoint}')
             self.cfg.test_cfg.checkpoint = self.setup.options['checkpoint'] = checkpoint
+            if random_init is None:
+                random_init = False
         if random_init is not None:
             self.cfg.test_cfg.random_init = self.setup.options['random_init'] = random_init
         if checkpoint or random_init is not None:
@@ -97,6 +107,10 @@ def load_tta_config(config: str,
         cfg.test_cfg.out_dir = out_dir
     if cfg.get('randomness', {}).get('seed') is None:
         cfg.randomness = {**cfg.get('randomness', {}), 'seed': 0}
+    seed = cfg.randomness.seed
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 32:
+        raise ValueError(f'randomness.seed must be an integer from 0 to 2**32 - 1 (it seeds '
+                         f'torch, numpy and random), got {seed!r}')
     cfg.load_from = None          # the loop loads (and checks) test_cfg.checkpoint itself
     cfg.launcher = 'none'
     run = TTARun(cfg, validate_tta_config(cfg, require_checkpoint=False))
