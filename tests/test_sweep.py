@@ -323,12 +323,36 @@ def test_serial_sweep_bookkeeping(tmp_path):
     row = {r['run']: r for r in read_csv(out / 'runs.csv')}['stag__default__seed2']
     assert float(row['mean_miou']) == 21.0                # the resumed run's own result
 
-    # a changed spec under the same run names is refused per run, not silently mixed
+    # a changed spec under the same run names is refused before anything is launched or
+    # reported: its finished runs are not the new spec's results
+    report = (out / 'report.md').read_text()
     spec2 = write_spec(tmp_path / 'fake.py', **base_spec(seeds=[0, 1, 2, 3],
                                                          cfg_options={'lr': 0.5}))
+    for flags in (dict(resume=True), dict(report_only=True), dict(dry_run=True)):
+        with pytest.raises(SweepError, match=rf'^6 run dir\(s\) in {out} were launched with '
+                                             r'other settings than this spec \(first: '
+                                             r'tent__default__seed0: cfg_options differ'):
+            run_sweep(spec2, **flags, **kw)
+    assert {osp.basename(d): launches(d) for d in glob.glob(f'{out}/*__*')} == counts
+    assert (out / 'report.md').read_text() == report
+    # the worker still refuses a run dir of other settings on its own (a racing sweep)
     os.remove(out / 'tent__default__seed0' / DONE_FILE)
-    assert run_sweep(spec2, resume=True, **kw) == 1
-    assert 'holds a run with other settings' in '\n'.join(lines)
+    changed = load_spec(spec2)
+    [run] = [r for r in changed.runs if r.name == 'tent__default__seed0']
+    assert 'holds a run with other settings' in execute_run(
+        payload(run, str(out), changed, str(tool)))['error']
+
+
+def test_a_spec_that_is_not_python_or_an_out_that_is_a_file_is_one_error(tmp_path):
+    bad = tmp_path / 'bad.py'
+    bad.write_text('methods = dict(\n')
+    with pytest.raises(SweepSpecError, match=rf'^{bad}:1: not valid Python'):
+        run_sweep(str(bad), backend='serial', echo=print)
+    a_file = tmp_path / 'afile'
+    a_file.write_text('')
+    with pytest.raises(SweepError, match=rf'^--out {a_file} is a file, not a directory$'):
+        run_sweep(write_spec(tmp_path / 'ok.py', **base_spec()), out_dir=str(a_file),
+                  backend='serial', echo=print)
 
 
 def test_run_lock_blocks_a_second_launcher(tmp_path):

@@ -3,6 +3,7 @@ prints progress as runs finish, and writes the report (used by the stag-sweep co
 tools/sweep.py)."""
 from __future__ import annotations
 
+import json
 import os
 import os.path as osp
 import shlex
@@ -10,7 +11,7 @@ import sys
 from collections.abc import Callable
 
 from stag_seg.engine.cli import command_line
-from stag_seg.files import write_text_atomic
+from stag_seg.files import read_json, write_text_atomic
 from stag_seg.reports.records import load_records
 from stag_seg.sweep.aggregate import RunScores, run_scores
 from stag_seg.sweep.backends import make_backend
@@ -100,6 +101,29 @@ def validate_runs(runs: list[Run], out_dir: str, spec: SweepSpec) -> None:
                          f'launched; first: {bad[0][0]}: {bad[0][1]}')
 
 
+def check_run_identities(runs: list[Run], dirs: dict[str, str], out_dir: str) -> None:
+    """Every run dir already launched holds this spec's run: the same identity (config,
+    checkpoint, options, seed) in its ``sweep_run.json``; raise SweepError naming the count,
+    the first run and its differing settings. A finished run of another spec would
+    otherwise be counted, unlaunched, in this spec's report."""
+    changed: list[tuple[str, list[str]]] = []
+    for run in runs:
+        known = read_json(osp.join(dirs[run.name], RUN_FILE))
+        if known is None:
+            continue
+        identity = json.loads(json.dumps(run.identity()))
+        old = known.get('identity') or {}
+        if old != identity:
+            changed.append((run.name, sorted(k for k in identity.keys() | old.keys()
+                                             if identity.get(k) != old.get(k))))
+    if changed:
+        name, keys = changed[0]
+        raise SweepError(f'{len(changed)} run dir(s) in {out_dir} were launched with other '
+                         f'settings than this spec (first: {name}: {", ".join(keys)} differ; '
+                         f'see its {RUN_FILE}); nothing launched: delete them or choose '
+                         'another --out')
+
+
 def _scores(work_dir: str) -> RunScores:
     return run_scores(load_records(work_dir))
 
@@ -161,6 +185,9 @@ def run_sweep(spec_path: str,
     spec = load_spec(spec_path)
     out_dir = osp.abspath(out_dir or default_out_dir(spec))
     dirs = {r.name: osp.join(out_dir, r.name) for r in spec.runs}
+    if osp.exists(out_dir) and not osp.isdir(out_dir):
+        raise SweepError(f'--out {out_dir} is a file, not a directory')
+    check_run_identities(spec.runs, dirs, out_dir)
     states = {name: run_state(d) for name, d in dirs.items()}
     todo = [r for r in spec.runs if states[r.name] != 'done']
     counts = {s: sum(v == s for v in states.values()) for s in ('done', 'interrupted', 'new')}

@@ -249,7 +249,13 @@ def load_spec(path: str) -> SweepSpec:
     if not osp.isfile(path):
         raise SweepSpecError(f'{path}: sweep spec file not found')
     check = _Checker(path)
-    raw = Config.fromfile(path).to_dict()
+    try:
+        raw = Config.fromfile(path).to_dict()
+    except SyntaxError as e:
+        raise SweepSpecError(f'{path}:{e.lineno}: not valid Python ({e.msg})') from None
+    except Exception as e:             # mmengine's errors of a base file, an import, ...
+        raise SweepSpecError(f'{path}: cannot be read as a config ({type(e).__name__}: {e})'
+                             ) from None
     raw = {k: v for k, v in raw.items() if not k.startswith('_')}   # helper variables
     for key in raw:
         if key not in SPEC_KEYS:
