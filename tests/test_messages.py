@@ -2,6 +2,7 @@
 import importlib.util
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 
@@ -58,6 +59,29 @@ def test_compare_runs_on_a_torn_file_says_resume(tmp_path):
     message = str(error.value)
     assert 'results.jsonl, line 1' in message and '--resume' in message
     assert 'drop_torn_tail' not in message
+
+
+@pytest.mark.parametrize('out, message', [
+    ('{run}', r'--out .*run is a directory; give the figure file, e\.g\. .*compare_miou\.png'),
+    ('{tmp}/table.txt', r"figure format 'txt' is not supported; use one of .*png"),
+    ('{run}/miou.png', r"miou\.png is a compared run's own report file"),
+])
+def test_compare_runs_checks_out_before_writing(tmp_path, out, message):
+    """A directory, a format matplotlib cannot write, or a run's own miou.png: one line, and
+    the run's files stay as they were."""
+    run = tmp_path / 'run'
+    run.mkdir()
+    record = ('{"method": "tent", "round": 1, "domain": "fog", "num_images": 1, "mIoU": 10.0, '
+              '"mAcc": 0, "aAcc": 0, "IoU": {}, "skipped_updates": 0}\n')
+    (run / 'results.jsonl').write_text(record)
+    (run / 'miou.png').write_bytes(b'the run\'s own figure')
+    with pytest.raises(SystemExit) as error:
+        _tool('compare_runs').main([str(run), '--out', out.format(run=run, tmp=tmp_path)])
+    assert re.search(message, str(error.value)), str(error.value)
+    assert str(error.value).startswith('compare_runs: --out ')
+    assert sorted(os.listdir(run)) == ['miou.png', 'results.jsonl']
+    assert (run / 'miou.png').read_bytes() == b'the run\'s own figure'
+    assert sorted(os.listdir(tmp_path)) == ['run']
 
 
 def test_cotta_option_error_names_the_method_once():

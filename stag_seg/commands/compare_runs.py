@@ -16,15 +16,37 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def check_out(out: str, work_dirs: list[str]) -> None:
+    """``--out`` is a figure file of a format matplotlib writes, and not one of the compared
+    runs' own files (its ``miou.png``, ``results.*``, state)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    from stag_seg.engine.run_dir import RUN_FILES
+
+    if osp.isdir(out):
+        raise ValueError(f'--out {out} is a directory; give the figure file, e.g. '
+                         f'{osp.join(out, DEFAULT_FIGURE)}')
+    fmt = osp.splitext(out)[1][1:].lower()
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if fmt and fmt not in formats:
+        raise ValueError(f'--out {out}: figure format {fmt!r} is not supported; use one of '
+                         f'{", ".join(sorted(formats))}')
+    own = {osp.realpath(osp.join(d, name)) for d in work_dirs for name in RUN_FILES}
+    if osp.realpath(out) in own:
+        raise ValueError(f'--out {out} is a compared run\'s own report file; write the figure '
+                         f'elsewhere (default: <first WORK_DIR>/{DEFAULT_FIGURE})')
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     from stag_seg.reports import format_comparison, load_runs, plot_miou, shape_mismatches
 
+    out = args.out or osp.join(args.work_dirs[0], DEFAULT_FIGURE)
     try:
+        check_out(out, args.work_dirs)
         runs = load_runs(args.work_dirs, args.names)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f'compare_runs: {e}')
-    out = args.out or osp.join(args.work_dirs[0], DEFAULT_FIGURE)
     print(format_comparison(runs, shapes=True))
     for line in shape_mismatches(runs):
         print(f'compare_runs: warning: {line}', file=sys.stderr)
