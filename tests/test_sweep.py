@@ -386,6 +386,25 @@ def wait_unlocked(run_dir, timeout=60.0):
                 time.sleep(0.1)
 
 
+def test_runs_larger_than_the_local_ray_instance_stop_the_sweep_in_one_line(tmp_path):
+    """Ray would wait forever (silently) for a task no node can hold."""
+    pytest.importorskip('ray')
+    from stag_seg.sweep.backends import InfeasibleRuns, check_fits
+
+    check_fits({'num_cpus': 2, 'num_gpus': 0.25}, {'CPU': 2.0, 'GPU': 1.0})
+    with pytest.raises(InfeasibleRuns, match=r'CPU=3 \(the instance has 2\), GPU=0.5 \(the '
+                                             r'instance has 0\)'):
+        check_fits({'num_cpus': 3, 'num_gpus': 0.5}, {'CPU': 2.0})
+    tool = tmp_path / 'fake_test_tta.py'
+    tool.write_text(FAKE_CLI)
+    spec = write_spec(tmp_path / 'big.py', **base_spec(resources=dict(num_cpus=4)))
+    with pytest.raises(SweepError, match=r'each run asks for CPU=4 \(the instance has 1\) .*'
+                                         'nothing launched$'):
+        run_sweep(spec, out_dir=str(tmp_path / 'out'), backend='ray', num_cpus=1,
+                  tool=str(tool), echo=print)
+    assert not glob.glob(str(tmp_path / 'out' / '*__*'))
+
+
 def test_ray_sweep_killed_mid_sweep_then_rerun_launches_only_missing_runs(tmp_path):
     pytest.importorskip('ray')
     pytest.importorskip('fcntl')

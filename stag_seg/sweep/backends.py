@@ -28,6 +28,27 @@ NODE_RETRIES = 3
 TOKEN_NOTICE = 'Token authentication is enabled'
 
 
+class InfeasibleRuns(ValueError):
+    """A run's resources exceed what the local Ray instance has: Ray would wait forever."""
+
+
+def _needs(resources: dict) -> dict[str, float]:
+    """A run's Ray resource demand by Ray's names (CPU, GPU, memory, custom)."""
+    need = {'CPU': resources.get('num_cpus', 1), 'GPU': resources.get('num_gpus', 0),
+            'memory': resources.get('memory', 0), **(resources.get('resources') or {})}
+    return {k: float(v) for k, v in need.items() if v}
+
+
+def check_fits(resources: dict, available: dict[str, float]) -> None:
+    """InfeasibleRuns naming each per-run resource above the instance's total."""
+    short = [f'{key}={value:g} (the instance has {available.get(key, 0):g})'
+             for key, value in _needs(resources).items() if value > available.get(key, 0)]
+    if short:
+        raise InfeasibleRuns('each run asks for ' + ', '.join(short) + ' on the local Ray '
+                             'instance, so none could start; lower resources in the spec or '
+                             'raise --num-cpus / --num-gpus')
+
+
 class SerialBackend:
     """Runs one after another in this process (for debugging)."""
 
@@ -111,6 +132,8 @@ class RayBackend:
         main = threading.current_thread() is threading.main_thread()
         old_term = signal.signal(signal.SIGTERM, _raise_interrupt) if main else None
         try:
+            if started and not self.address:  # a cluster may grow (autoscaler): not checked
+                check_fits(self.resources, ray.cluster_resources())
             task = ray.remote(max_retries=NODE_RETRIES, retry_exceptions=False,
                               **self.resources)(worker.execute_run)
             pending = {task.remote(p): p for p in payloads}

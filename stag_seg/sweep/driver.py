@@ -14,7 +14,7 @@ from stag_seg.engine.cli import command_line
 from stag_seg.files import read_json, write_text_atomic
 from stag_seg.reports.records import load_records
 from stag_seg.sweep.aggregate import RunScores, run_scores
-from stag_seg.sweep.backends import make_backend
+from stag_seg.sweep.backends import InfeasibleRuns, make_backend
 from stag_seg.sweep.cli_options import to_cli
 from stag_seg.sweep.report import progress_table, write_report
 from stag_seg.sweep.spec import Run, SweepSpec, load_spec
@@ -232,6 +232,8 @@ def run_sweep(spec_path: str,
         try:
             for result in results:
                 count = _progress(result, count, spec, scores, problems, score, echo)
+        except InfeasibleRuns as e:
+            raise SweepError(f'{e}; nothing launched') from None
         except KeyboardInterrupt:
             results.close()                      # the backend stops its runs and Ray
             finished = sum(run_state(d) == 'done' for d in dirs.values())
