@@ -222,6 +222,15 @@ def test_resume_of_a_finished_run_says_so_and_exits_0(tmp_path, acdc):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'already complete' in proc.stdout + proc.stderr
     assert _snapshot(work_dir) == before
+    # another config on the finished run: refused before its lock file is rewritten
+    lock = osp.join(work_dir, 'run.lock')
+    os.utime(lock, ns=(0, 0))
+    lock_before, tree = (open(lock, 'rb').read(), os.stat(lock).st_mtime_ns), _tree(work_dir)
+    proc = _cli(TINY_CONFIG, '--work-dir', work_dir, '--resume', '--cfg-options',
+                *_cli_options(acdc, **{'test_cfg.optimizer.lr': 1e-3}))
+    assert proc.returncode == 1 and 'test_cfg.optimizer.lr' in proc.stderr, proc.stderr[-2000:]
+    assert (open(lock, 'rb').read(), os.stat(lock).st_mtime_ns) == lock_before
+    assert _snapshot(work_dir) == before and _tree(work_dir) == tree
 
 
 def test_resume_with_another_config_names_the_differing_keys(tmp_path, acdc):

@@ -164,6 +164,13 @@ def test_command_line_shortcuts_set_the_config():
                                     dict(type='TensorboardVisBackend'),
                                     dict(type='WandbVisBackend')]}
     assert parse_args(['cfg.py']).cfg_options is None
+    # --show-interval alone sets the option (for a show_dir in the config); without any
+    # show_dir the start names both (it was silently dropped)
+    assert parse_args(['cfg.py', '--show-interval', '3']).cfg_options == {
+        'test_cfg.show_interval': 3}
+    with pytest.raises(ValueError, match=r'test_cfg.show_interval=3 \(--show-interval\) '
+                                         r'thins the images saved under test_cfg.show_dir'):
+        load_tta_config(TINY_CONFIG, None, {'test_cfg.show_interval': 3})
 
 
 def test_scalars_hook_can_be_turned_off(data_root, tmp_path):

@@ -40,7 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--show-dir', help='also save every scored image with its colourised '
                         'prediction beside it (the dataset\'s palette) as PNG under '
                         'SHOW_DIR/round_<r>/<domain>/')
-    parser.add_argument('--show-interval', type=int, default=1, metavar='K',
+    parser.add_argument('--show-interval', type=int, metavar='K',
                         help='with --show-dir: every K-th scored image of each domain and round '
                         '(default: 1, all)')
     parser.add_argument('--vis-backend', nargs='+', choices=list(VIS_BACKENDS),
@@ -77,8 +77,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.fast:
         extra['test_cfg.fast'] = True
     if args.show_dir:
-        extra.update({'test_cfg.show_dir': args.show_dir,
-                      'test_cfg.show_interval': args.show_interval})
+        extra['test_cfg.show_dir'] = args.show_dir
+    if args.show_interval is not None:      # also for a show_dir set in the config
+        extra['test_cfg.show_interval'] = args.show_interval
     if args.vis_backend:
         extra['visualizer.vis_backends'] = [
             dict(type='LocalVisBackend'), *(dict(type=VIS_BACKENDS[b]) for b in args.vis_backend)]

@@ -75,6 +75,10 @@ def check_loop_options(domains: list, require_checkpoint: bool = True, **options
     opt = {**copy.deepcopy(LOOP_DEFAULTS), **{k: v for k, v in options.items() if k != 'type'}}
     check_int('test_cfg', 'num_rounds', opt['num_rounds'], low=1)
     check_int('test_cfg', 'show_interval', opt['show_interval'], low=1)
+    if opt['show_interval'] != 1 and not opt['show_dir']:
+        raise ValueError(f"test_cfg.show_interval={opt['show_interval']} (--show-interval) "
+                         'thins the images saved under test_cfg.show_dir (--show-dir), which '
+                         'is not set')
     check_choice('test_cfg', 'order', opt['order'], ORDERS)
     check_choice('test_cfg', 'reset', opt['reset'], RESETS)
     check_choice('test_cfg', 'optimizer_reset', opt['optimizer_reset'], OPTIMIZER_RESETS)

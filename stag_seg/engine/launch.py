@@ -174,7 +174,8 @@ def run_tta(run: TTARun, checkpoint: str | None = None, random_init: bool | None
     The start is checked (:func:`check_start`) before the work dir is locked for the run (a
     second run on it is refused, naming the holder) and the Runner writes its logs there, so
     a failed start leaves even the lock file as it was; ``--resume`` of a complete run only
-    reads the work dir (and needs neither its data nor a check).
+    reads the work dir (its state checked against the config before the lock; it needs
+    neither its data nor the start check) and takes its lock.
     """
     run.set_source(checkpoint, random_init)
     check_source(run.setup.options)
@@ -183,6 +184,8 @@ def run_tta(run: TTARun, checkpoint: str | None = None, random_init: bool | None
     check_dir_option(run.cfg.test_cfg.get('show_dir'), '--show-dir')
     if not (run.cfg.test_cfg.get('resume') and marked_complete(run.work_dir)):
         check_start(run)
+    else:                               # a finished run: its state against this config
+        checked_resume_state(run.cfg)
     with locked_work_dir(run.work_dir):
         done = finished_run(run.cfg)
         return done if done is not None else build_runner(run, verbose=verbose).test()
