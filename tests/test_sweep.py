@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import pytest
+from fixture_data import make_acdc_tree
 from mmengine.config import Config, DictAction
 
 from stag_seg.files import write_atomic
@@ -37,6 +38,18 @@ def base_spec(**overrides) -> dict:
                 baseline='tent', options=dict(lr='test_cfg.optimizer.lr'), seeds=[0, 1])
     spec.update(overrides)
     return spec
+
+
+def runnable(spec: dict, root) -> dict:
+    """``spec`` with what the sweep's start check needs of the tiny configs: a fixture ACDC
+    tree (made under ``root``) and random init."""
+    acdc = osp.join(str(root), 'acdc')
+    if not osp.isdir(acdc):
+        make_acdc_tree(acdc)
+    return {**spec,
+            'options': {**spec.get('options', {}), 'data': 'test_dataloader.dataset.data_root',
+                        'init': 'test_cfg.random_init'},
+            'cfg_options': {**spec.get('cfg_options', {}), 'data': acdc, 'init': True}}
 
 
 def launches(run_dir) -> int:
@@ -287,7 +300,7 @@ print('resume' if '--resume' in args else 'fresh')
 def test_serial_sweep_bookkeeping(tmp_path):
     tool = tmp_path / 'fake_test_tta.py'
     tool.write_text(FAKE_CLI)
-    spec_path = write_spec(tmp_path / 'fake.py', **base_spec(seeds=[0, 1, 2]))
+    spec_path = write_spec(tmp_path / 'fake.py', **runnable(base_spec(seeds=[0, 1, 2]), tmp_path))
     out = tmp_path / 'out'
     os.makedirs(out)
     (out / 'fail_seed1').touch()
@@ -397,7 +410,8 @@ def test_runs_larger_than_the_local_ray_instance_stop_the_sweep_in_one_line(tmp_
         check_fits({'num_cpus': 3, 'num_gpus': 0.5}, {'CPU': 2.0})
     tool = tmp_path / 'fake_test_tta.py'
     tool.write_text(FAKE_CLI)
-    spec = write_spec(tmp_path / 'big.py', **base_spec(resources=dict(num_cpus=4)))
+    spec = write_spec(tmp_path / 'big.py', **runnable(base_spec(resources=dict(num_cpus=4)),
+                                                   tmp_path))
     with pytest.raises(SweepError, match=r'each run asks for CPU=4 \(the instance has 1\) .*'
                                          'nothing launched$'):
         run_sweep(spec, out_dir=str(tmp_path / 'out'), backend='ray', num_cpus=1,
@@ -474,6 +488,29 @@ def test_a_bad_config_option_stops_the_sweep_before_any_launch(tmp_path):
                        r"launched; first: tent__default__seed0: test_cfg.method: unknown "
                        r"method 'tentt'"):
         run_sweep(spec_path, out_dir=str(tmp_path / 'out'), backend='serial', echo=print)
+    assert not osp.exists(tmp_path / 'out')
+
+
+def test_data_and_checkpoint_are_checked_before_any_launch(tmp_path):
+    """As stag-tta's start check: a subset beyond a domain's images, a checkpoint that is not
+    one; the runs used to launch and fail one by one."""
+    spec = runnable(base_spec(options=dict(subset='test_cfg.subset'),
+                              cfg_options=dict(subset=1000)), tmp_path)
+    with pytest.raises(SweepError, match=r"^4 of 4 runs have an invalid config, nothing "
+                                         r"launched; first: tent__default__seed0: "
+                                         r"test_cfg.subset=1000: domain 'fog' has 4 images"):
+        run_sweep(write_spec(tmp_path / 'subset.py', **spec), out_dir=str(tmp_path / 'out'),
+                  backend='serial', echo=print)
+    empty = tmp_path / 'empty.pth'
+    empty.write_bytes(b'')
+    spec = runnable(base_spec(), tmp_path)
+    spec['cfg_options'].pop('init')
+    spec['methods'] = {m: {**base, 'checkpoint': str(empty)}
+                       for m, base in spec['methods'].items()}
+    with pytest.raises(SweepError, match=rf'nothing launched; first: tent__default__seed0: '
+                                         rf'{empty}: not a PyTorch checkpoint'):
+        run_sweep(write_spec(tmp_path / 'ckpt.py', **spec), out_dir=str(tmp_path / 'out'),
+                  backend='serial', echo=print)
     assert not osp.exists(tmp_path / 'out')
 
 
@@ -570,7 +607,8 @@ def test_local_ray_sweep_listens_on_loopback_only_and_dies_with_its_driver(tmp_p
     tool.write_text(BLOCKING_CLI)
     driver = tmp_path / 'driver.py'
     driver.write_text(DRIVER.format(tool=osp.join(REPO, 'tools', 'sweep.py')))
-    spec_path = write_spec(tmp_path / 'local.py', **base_spec())     # 2 methods x seeds 0, 1
+    spec_path = write_spec(tmp_path / 'local.py',                    # 2 methods x seeds 0, 1
+                           **runnable(base_spec(), tmp_path))
     out = tmp_path / 'out'
     cmd = [sys.executable, str(driver), str(tool), spec_path, '--out', str(out), '--num-cpus',
            '2']

@@ -118,10 +118,11 @@ def load_tta_config(config: str,
     return run
 
 
-def check_start(run: TTARun) -> None:
+def check_start(run: TTARun, precision: bool = True) -> None:
     """What the loop would otherwise find only after the Runner has written its log, config
     and timestamp folder to the work dir: the precision on the device the Runner will use
-    (for a method that updates), the checkpoint loaded strictly into a CPU copy of the
+    (for a method that updates; ``precision=False``: not, for a sweep's driver, which may
+    not have the runs' device), the checkpoint loaded strictly into a CPU copy of the
     model, the stream's domains built (data present, ``test_cfg.subset`` within each
     domain; the loop then uses these), the source-domain sets the method reads
     (``TTAMethod.source_datasets``: EATA's ``fisher_dataset``) and, with ``--resume``, the
@@ -129,7 +130,7 @@ def check_start(run: TTARun) -> None:
     or the path."""
     opt, cfg = run.setup.options, run.cfg
     run.setup.domains = None            # set last: only a start that passed every check
-    if run.setup.method.updates:
+    if precision and run.setup.method.updates:
         check_precision(opt['amp'], opt['optim_wrapper'], torch.device(get_device()))
     scope = cfg.get('default_scope')
     with (DefaultScope.overwrite_default_scope(scope) if scope

@@ -76,10 +76,14 @@ def _cli_options(tail: list[str]) -> dict:
 
 
 def validate_runs(runs: list[Run], out_dir: str, spec: SweepSpec) -> None:
-    """Check every run's config with its options as the stag-tta command would before it
-    starts (the engine's ``load_tta_config``); raise SweepError naming the count and the first
-    bad run. Runs that differ only in their seed are checked once."""
-    from stag_seg.engine.launch import load_tta_config
+    """Check every run as the stag-tta command would before it starts: its config with its
+    options (the engine's ``load_tta_config``), its source model and its start check
+    (``check_start``: the checkpoint loaded strictly, the stream's data and subsets, the
+    method's source sets; not the precision, which is the runs' device's); raise SweepError
+    naming the count and the first bad run. Runs that differ only in their seed are checked
+    once."""
+    from stag_seg.engine.config import check_source
+    from stag_seg.engine.launch import check_start, load_tta_config
 
     bad: list[tuple[str, str]] = []
     checked: dict[tuple, str | None] = {}
@@ -90,7 +94,10 @@ def validate_runs(runs: list[Run], out_dir: str, spec: SweepSpec) -> None:
                tuple(sorted((k, repr(v)) for k, v in options.items() if k != 'randomness.seed')))
         if key not in checked:
             try:
-                load_tta_config(run.config, p['work_dir'], options, checkpoint=run.checkpoint)
+                loaded = load_tta_config(run.config, p['work_dir'], options,
+                                         checkpoint=run.checkpoint)
+                check_source(loaded.setup.options)
+                check_start(loaded, precision=False)
                 checked[key] = None
             except Exception as e:       # anything test_tta.py would stop on
                 checked[key] = str(e) or type(e).__name__
