@@ -281,6 +281,33 @@ def test_fresh_start_moves_an_earlier_run_aside(tmp_path, acdc):
     assert open(osp.join(work_dir, 'previous', previous, 'results.jsonl')).read() == first
 
 
+def test_fresh_start_moves_earlier_predictions_aside_a_resume_keeps_them(tmp_path, acdc):
+    """--out / --show-dir of a 2-round run, then a 1-round run: its round_2/ would be the
+    earlier run's, mixed in; it is moved to previous/<time>/, with that run's round_1/."""
+    work_dir, out, show = (str(tmp_path / name) for name in ('w', 'out', 'show'))
+    dirs = {'test_cfg.out_dir': out, 'test_cfg.show_dir': show,
+            'test_cfg.domains': ONE_DOMAIN['test_cfg.domains']}
+    build_runner(work_dir, acdc, num_rounds=2, **dirs).test()
+    first = _tree(out)
+    assert {'round_1', 'round_2'} <= first
+    build_runner(work_dir, acdc, num_rounds=1, **dirs).test()
+    for folder in (out, show):
+        [previous] = os.listdir(osp.join(folder, 'previous'))
+        assert sorted(n for n in os.listdir(folder) if n != 'previous') == ['round_1']
+        assert sorted(os.listdir(osp.join(folder, 'previous', previous))) == [
+            'round_1', 'round_2']
+    moved = osp.join(out, 'previous', os.listdir(osp.join(out, 'previous'))[0])
+    assert _tree(moved) == first
+    assert _tree(out) - {p for p in _tree(out) if p.startswith('previous')} == {
+        p for p in first if not p.startswith('round_2')}
+    crash = [dict(type='CrashAfterItersHook', iters=6)]        # in round 2; a resume keeps
+    with pytest.raises(KeyboardInterrupt):
+        build_runner(work_dir, acdc, num_rounds=2, custom_hooks=crash, **dirs).test()
+    kept = _tree(out)
+    build_runner(work_dir, acdc, num_rounds=2, resume=True, **dirs).test()
+    assert kept <= _tree(out) and len(os.listdir(osp.join(out, 'previous'))) == 2
+
+
 # ---- 8. errors that name their culprit -----------------------------------------------------
 def _forgetting(root, **dataset):
     return dict(name='cityscapes_val', dataset=dict(

@@ -17,7 +17,7 @@ from stag_seg.engine.adapter import TTAAdapter
 from stag_seg.engine.config import run_fingerprint
 from stag_seg.engine.progress import StageProgress
 from stag_seg.engine.rng_state import get_rng_state, set_rng_state
-from stag_seg.engine.run_dir import RunDir, with_checkpoint_identity
+from stag_seg.engine.run_dir import RunDir, archive_rounds, with_checkpoint_identity
 from stag_seg.engine.scorer import DomainScorer, build_iou_metric
 from stag_seg.engine.speed import apply_speed_options, default_pin_memory, resolve_fast
 from stag_seg.engine.stream import (
@@ -105,6 +105,8 @@ class ContinualTTALoop(BaseLoop):
             self.runner.logger.info(f'Resuming at stage {start + 1}/{len(self.stages)}')
         else:
             run_dir.archive_previous()
+            for folder in (self.opt['out_dir'], self.opt['show_dir']):
+                archive_rounds(folder, self.runner.logger)
         run_dir.start(self._run_info(start))
         self.runner.call_hook('before_test')
         self.runner.call_hook('before_test_epoch')

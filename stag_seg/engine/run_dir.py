@@ -72,6 +72,34 @@ def _write_json(path: str, data: dict) -> None:
         json.dump(data, f, indent=2)
 
 
+def move_aside(folder: str, names: list[str], logger: logging.Logger, what: str) -> str | None:
+    """Moves ``names`` (files or folders in ``folder``) to a new ``folder/previous/<time>/``
+    (nothing is overwritten); returns it, or None if none of them exists."""
+    present = [n for n in names if osp.exists(osp.join(folder, n))]
+    if not present:
+        return None
+    target = osp.join(folder, 'previous', time.strftime('%Y%m%d_%H%M%S'))
+    suffix, base = 1, target
+    while osp.exists(target):
+        suffix += 1
+        target = f'{base}_{suffix}'
+    os.makedirs(target)
+    for name in present:
+        shutil.move(osp.join(folder, name), osp.join(target, name))
+    logger.warning(f'{folder} held {what} ({", ".join(present)}): moved to {target}')
+    return target
+
+
+def archive_rounds(folder: str | None, logger: logging.Logger) -> str | None:
+    """An earlier run's ``round_<r>/`` folders in ``--out`` / ``--show-dir`` moved aside on a
+    fresh start, so that a shorter run leaves none of them mixed with its own."""
+    if not folder or not osp.isdir(folder):
+        return None
+    rounds = sorted(n for n in os.listdir(folder)
+                    if n.startswith('round_') and n[6:].isdigit())
+    return move_aside(folder, rounds, logger, "an earlier run's outputs")
+
+
 class RunDir:
     """One run's files in ``work_dir``."""
 
@@ -85,20 +113,7 @@ class RunDir:
 
     def archive_previous(self) -> str | None:
         """Moves an earlier run's files to ``previous/<time>/`` (nothing is overwritten)."""
-        present = [f for f in RUN_FILES if osp.exists(osp.join(self.work_dir, f))]
-        if not present:
-            return None
-        target = osp.join(self.work_dir, 'previous', time.strftime('%Y%m%d_%H%M%S'))
-        suffix, base = 1, target
-        while osp.exists(target):
-            suffix += 1
-            target = f'{base}_{suffix}'
-        os.makedirs(target)
-        for name in present:
-            shutil.move(osp.join(self.work_dir, name), osp.join(target, name))
-        self.logger.warning(f'{self.work_dir} held an earlier run ({", ".join(present)}): moved '
-                            f'to {target}')
-        return target
+        return move_aside(self.work_dir, list(RUN_FILES), self.logger, 'an earlier run')
 
     def load_resume_state(self, fingerprint: dict[str, str], num_stages: int | None,
                           checkpoint: str | None = None, mmap: bool = False) -> dict | None:
