@@ -189,6 +189,13 @@ def _tool(name: str):
      "demo: --cfg-options: custom_hooks.0 (STAGHook): unknown option(s) ['loss_wieght']"),
     (['--cfg-options', 'tets_cfg.num_rounds=1'],
      "demo: --cfg-options: tets_cfg.num_rounds: no config has a key 'tets_cfg'"),
+    (['--cfg-options', 'test_cfg.num_rounds=3'],     # the flag's value used to lose silently
+     'demo: --cfg-options: test_cfg.num_rounds is set by the demo from --rounds; use --rounds'),
+    (['--cfg-options', 'test_dataloader.dataset.data_root=/elsewhere'],
+     'demo: --cfg-options: test_dataloader.dataset.data_root is set by the demo from '
+     '--data-root; use --data-root'),
+    (['--cfg-options', 'test_cfg.domains.0.dataset.indices=[0]'],
+     'demo: --cfg-options: test_cfg.domains.0.dataset.indices is set by the demo from --images'),
 ])
 def test_demo_flags_are_checked_before_any_work(argv, expected, tmp_path):
     data = tmp_path / 'data'
@@ -197,6 +204,18 @@ def test_demo_flags_are_checked_before_any_work(argv, expected, tmp_path):
     message = str(info.value.code)
     assert message.startswith(expected) and '\n' not in message
     assert not data.exists()                                  # nothing rendered
+
+
+@pytest.mark.parametrize('flag', ['--work-dir', '--data-root'])
+def test_demo_dir_flag_that_is_a_file_is_named(flag, tmp_path):
+    a_file = tmp_path / 'afile'
+    a_file.write_text('')
+    argv = {'--work-dir': str(tmp_path / 'w'), '--data-root': str(tmp_path / 'data'),
+            flag: str(a_file)}
+    with pytest.raises(SystemExit) as info:
+        _tool('demo').main([arg for pair in argv.items() for arg in pair])
+    assert str(info.value.code) == f'demo: {flag} {a_file} is a file, not a directory'
+    assert sorted(os.listdir(tmp_path)) == ['afile']
 
 
 @pytest.mark.parametrize('argv,expected', [

@@ -11,6 +11,7 @@ condition, prints the per-domain x round tables and the comparison, and writes e
 reports, the comparison plot and a qualitative figure under --work-dir.
 """
 import argparse
+import os
 import sys
 import warnings
 
@@ -23,6 +24,7 @@ from stag_seg.demo.launch import (  # noqa: E402
     DEMO_CONFIGS,
     DEMO_ROUNDS,
     check_demo_options,
+    repo_path,
 )
 from stag_seg.demo.run import run_demo  # noqa: E402
 
@@ -59,6 +61,9 @@ def main(argv=None) -> None:
     for flag, value in (('--rounds', args.rounds), ('--images', args.images)):
         if value < 1:
             sys.exit(f'demo: {flag}: expected a number >= 1, got {value}')
+    for flag, path in (('--work-dir', args.work_dir), ('--data-root', args.data_root)):
+        if path and os.path.isfile(repo_path(path)):
+            sys.exit(f'demo: {flag} {path} is a file, not a directory')
     try:
         check_demo_options(args.methods, args.cfg_options)
         run_demo(args.data_root, args.work_dir, rounds=args.rounds,

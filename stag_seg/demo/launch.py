@@ -73,10 +73,23 @@ def stream_subset(data_root: str, images_per_condition: int | None) -> dict[str,
     return {c: acdc_subset(c, cached, images_per_condition) for c in ACDC_CONDITIONS}
 
 
+#: config keys the demo sets from its own flags (an override would silently win over them)
+DEMO_FLAG_KEYS = {'test_cfg.num_rounds': '--rounds', 'test_cfg.domains': '--images',
+                  'test_dataloader.dataset.data_root': '--data-root',
+                  'test_cfg.forgetting.dataset.data_root': '--data-root',
+                  'test_cfg.method.fisher_dataset.data_root': '--data-root'}
+
+
 def check_demo_options(methods: Sequence[str], cfg_options: dict | None) -> None:
     """Raise ValueError naming ``--cfg-options`` if an override would stop a method's run (the
-    engine's config check, before any data is rendered) or sets a top-level key that none of
-    the methods' configs has (a typo)."""
+    engine's config check, before any data is rendered), sets what one of the demo's flags
+    sets (:data:`DEMO_FLAG_KEYS`) or a top-level key that none of the methods' configs has (a
+    typo)."""
+    for key in cfg_options or {}:
+        for prefix, flag in DEMO_FLAG_KEYS.items():
+            if key == prefix or key.startswith(prefix + '.'):
+                raise ValueError(f'--cfg-options: {key} is set by the demo from {flag}; use '
+                                 f'{flag}')
     tops: set[str] = set()
     for name in methods:
         tops |= set(Config.fromfile(shipped_file(DEMO_CONFIGS[name])).keys())
