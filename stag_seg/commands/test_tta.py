@@ -41,8 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'prediction beside it (the dataset\'s palette) as PNG under '
                         'SHOW_DIR/round_<r>/<domain>/')
     parser.add_argument('--show-interval', type=int, metavar='K',
-                        help='with --show-dir: every K-th scored image of each domain and round '
-                        '(default: 1, all)')
+                        help='with --show-dir (or a config\'s test_cfg.show_dir): every K-th '
+                        'scored image of each domain and round (default: 1, all)')
     parser.add_argument('--vis-backend', nargs='+', choices=list(VIS_BACKENDS),
                         help="send the stream's scalars (loss terms, per-domain mIoU/mAcc and "
                         "counters, round means) to these mmengine vis backends too, besides "
