@@ -86,3 +86,14 @@ def make_cityscapes_tree(root: str,
             with open(osp.join(gt_dir, f'{stem}_gtFine_polygons.json'), 'w') as f:
                 json.dump({'imgHeight': size[1], 'imgWidth': size[0], 'objects': []}, f)
     return root
+
+
+def tiny_sweep_options(root: str) -> tuple[dict, dict]:
+    """A sweep spec's ``options`` aliases and ``cfg_options`` that run the tiny configs on a
+    fixture ACDC tree under ``root`` (made once) from random init: what the sweep's start
+    check reads."""
+    acdc = osp.join(str(root), 'acdc')
+    if not osp.isdir(acdc):
+        make_acdc_tree(acdc)
+    return ({'data': 'test_dataloader.dataset.data_root', 'init': 'test_cfg.random_init'},
+            {'data': acdc, 'init': True})

@@ -214,7 +214,8 @@ def test_demo_dir_flag_that_is_a_file_is_named(flag, tmp_path):
             flag: str(a_file)}
     with pytest.raises(SystemExit) as info:
         _tool('demo').main([arg for pair in argv.items() for arg in pair])
-    assert str(info.value.code) == f'demo: {flag} {a_file} is a file, not a directory'
+    assert str(info.value.code) == (f'demo: {flag} {a_file} is a file, not a directory; pass '
+                                    'a directory (it is created if missing)')
     assert sorted(os.listdir(tmp_path)) == ['afile']
 
 

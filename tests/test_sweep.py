@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from fixture_data import make_acdc_tree
+from fixture_data import tiny_sweep_options
 from mmengine.config import Config, DictAction
 
 from stag_seg.files import write_atomic
@@ -41,15 +41,11 @@ def base_spec(**overrides) -> dict:
 
 
 def runnable(spec: dict, root) -> dict:
-    """``spec`` with what the sweep's start check needs of the tiny configs: a fixture ACDC
-    tree (made under ``root``) and random init."""
-    acdc = osp.join(str(root), 'acdc')
-    if not osp.isdir(acdc):
-        make_acdc_tree(acdc)
-    return {**spec,
-            'options': {**spec.get('options', {}), 'data': 'test_dataloader.dataset.data_root',
-                        'init': 'test_cfg.random_init'},
-            'cfg_options': {**spec.get('cfg_options', {}), 'data': acdc, 'init': True}}
+    """``spec`` with what the sweep's start check needs of the tiny configs
+    (``tiny_sweep_options``: a fixture ACDC tree under ``root``, random init)."""
+    options, cfg_options = tiny_sweep_options(root)
+    return {**spec, 'options': {**spec.get('options', {}), **options},
+            'cfg_options': {**spec.get('cfg_options', {}), **cfg_options}}
 
 
 def launches(run_dir) -> int:
@@ -363,7 +359,8 @@ def test_a_spec_that_is_not_python_or_an_out_that_is_a_file_is_one_error(tmp_pat
         run_sweep(str(bad), backend='serial', echo=print)
     a_file = tmp_path / 'afile'
     a_file.write_text('')
-    with pytest.raises(SweepError, match=rf'^--out {a_file} is a file, not a directory$'):
+    with pytest.raises(SweepError, match=rf'^--out {a_file} is a file, not a directory; '
+                                         r'pass a directory \(it is created if missing\)$'):
         run_sweep(write_spec(tmp_path / 'ok.py', **base_spec()), out_dir=str(a_file),
                   backend='serial', echo=print)
 

@@ -18,7 +18,7 @@ import time
 import uuid
 
 import pytest
-from fixture_data import make_acdc_tree
+from fixture_data import tiny_sweep_options
 
 from stag_seg.sweep import run_sweep
 from stag_seg.sweep.worker import DONE_FILE, LAUNCH_HEADER, LOG_FILE
@@ -69,13 +69,10 @@ def _free_port(ip: str) -> int:
 def _spec(path, run_seconds: str) -> str:
     """The tiny configs on a fixture ACDC tree beside the spec, from random init (the
     sweep's start check reads both)."""
-    acdc = osp.join(osp.dirname(path), 'acdc')
-    if not osp.isdir(acdc):
-        make_acdc_tree(acdc)
+    options, cfg_options = tiny_sweep_options(osp.dirname(path))
     path.write_text(
         f'methods = dict(tent=dict(config={TINY!r}), stag=dict(config={TINY_STAG!r}))\n'
-        "options = dict(data='test_dataloader.dataset.data_root', init='test_cfg.random_init')\n"
-        f'cfg_options = dict(data={acdc!r}, init=True)\n'
+        f'options = {options!r}\ncfg_options = {cfg_options!r}\n'
         f"baseline = 'tent'\nseeds = [0, 1]\nenv = dict(RUN_SECONDS={run_seconds!r})\n")
     return str(path)
 

@@ -11,7 +11,6 @@ condition, prints the per-domain x round tables and the comparison, and writes e
 reports, the comparison plot and a qualitative figure under --work-dir.
 """
 import argparse
-import os
 import sys
 import warnings
 
@@ -27,6 +26,7 @@ from stag_seg.demo.launch import (  # noqa: E402
     repo_path,
 )
 from stag_seg.demo.run import run_demo  # noqa: E402
+from stag_seg.engine.work_dir import check_dir_option  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -61,10 +61,9 @@ def main(argv=None) -> None:
     for flag, value in (('--rounds', args.rounds), ('--images', args.images)):
         if value < 1:
             sys.exit(f'demo: {flag}: expected a number >= 1, got {value}')
-    for flag, path in (('--work-dir', args.work_dir), ('--data-root', args.data_root)):
-        if path and os.path.isfile(repo_path(path)):
-            sys.exit(f'demo: {flag} {path} is a file, not a directory')
     try:
+        for flag, path in (('--work-dir', args.work_dir), ('--data-root', args.data_root)):
+            check_dir_option(path and repo_path(path), flag)
         check_demo_options(args.methods, args.cfg_options)
         run_demo(args.data_root, args.work_dir, rounds=args.rounds,
                  images_per_condition=args.images, methods=args.methods,

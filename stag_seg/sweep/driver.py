@@ -11,6 +11,8 @@ import sys
 from collections.abc import Callable
 
 from stag_seg.engine.cli import command_line
+from stag_seg.engine.run_dir import fingerprint_diff
+from stag_seg.engine.work_dir import check_dir_option
 from stag_seg.files import read_json, write_text_atomic
 from stag_seg.reports.records import load_records
 from stag_seg.sweep.aggregate import RunScores, run_scores
@@ -121,8 +123,7 @@ def check_run_identities(runs: list[Run], dirs: dict[str, str], out_dir: str) ->
         identity = json.loads(json.dumps(run.identity()))
         old = known.get('identity') or {}
         if old != identity:
-            changed.append((run.name, sorted(k for k in identity.keys() | old.keys()
-                                             if identity.get(k) != old.get(k))))
+            changed.append((run.name, fingerprint_diff(old, identity)))
     if changed:
         name, keys = changed[0]
         raise SweepError(f'{len(changed)} run dir(s) in {out_dir} were launched with other '
@@ -192,8 +193,10 @@ def run_sweep(spec_path: str,
     spec = load_spec(spec_path)
     out_dir = osp.abspath(out_dir or default_out_dir(spec))
     dirs = {r.name: osp.join(out_dir, r.name) for r in spec.runs}
-    if osp.exists(out_dir) and not osp.isdir(out_dir):
-        raise SweepError(f'--out {out_dir} is a file, not a directory')
+    try:
+        check_dir_option(out_dir, '--out')
+    except NotADirectoryError as e:
+        raise SweepError(str(e)) from None
     check_run_identities(spec.runs, dirs, out_dir)
     states = {name: run_state(d) for name, d in dirs.items()}
     todo = [r for r in spec.runs if states[r.name] != 'done']
