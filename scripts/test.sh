@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Lint (ruff) and run the test suite; extra arguments go to pytest (test paths among them run
-# instead of the whole of tests/, pyproject's testpaths).
+# Lint (ruff) and run the test suite on two pytest-xdist workers (each takes whole test files:
+# tests/conftest.py); extra arguments go to pytest (test paths among them run instead of the
+# whole of tests/, pyproject's testpaths; `-n 0` runs in one process, `-n 4` on four workers).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/env.sh
@@ -16,4 +17,4 @@ PY
 echo "[test] ruff check ."
 ruff check .
 echo "[test] pytest"
-exec python -m pytest -q "$@"
+exec python -m pytest -q -n 2 "$@"

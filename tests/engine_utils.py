@@ -36,6 +36,21 @@ def tiny_options(data_root: str, num_rounds: int = 2, **extra) -> dict:
     return options
 
 
+def snapshot(work_dir: str, skip: tuple[str, ...] = ()) -> dict[str, tuple[bytes | None, int]]:
+    """Every file (its bytes) and folder (None) under ``work_dir`` by relative path, with its
+    modification time; the relative paths in ``skip`` left out."""
+    out: dict[str, tuple[bytes | None, int]] = {}
+    for folder, dirs, files in os.walk(work_dir):
+        for name in dirs:
+            path = osp.join(folder, name)
+            out[osp.relpath(path, work_dir) + '/'] = (None, os.stat(path).st_mtime_ns)
+        for name in files:
+            path = osp.join(folder, name)
+            with open(path, 'rb') as f:
+                out[osp.relpath(path, work_dir)] = (f.read(), os.stat(path).st_mtime_ns)
+    return {k: v for k, v in out.items() if k not in skip}
+
+
 def build_runner(work_dir: str, data_root: str, resume: bool = False, config: str = TINY_CONFIG,
                  **extra) -> StreamRunner:
     run = load_tta_config(config, work_dir, tiny_options(data_root, **extra), resume=resume)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 import torch
-from engine_utils import REPO, TINY_CONFIG, tiny_options
+from engine_utils import REPO, TINY_CONFIG, snapshot, tiny_options
 from fixture_data import make_acdc_tree
 from mmengine.logging import print_log
 from mmengine.runner import save_checkpoint
@@ -148,21 +148,6 @@ def test_import_graph_keeps_its_layers():
     assert not bad, bad
 
 
-def _snapshot(work_dir: str) -> dict[str, tuple[bytes | None, int]]:
-    """Every file (its bytes) and folder (None) under ``work_dir``, by relative path, with
-    its modification time."""
-    out: dict[str, tuple[bytes | None, int]] = {}
-    for folder, dirs, files in os.walk(work_dir):
-        for name in dirs:
-            path = osp.join(folder, name)
-            out[osp.relpath(path, work_dir) + '/'] = (None, os.stat(path).st_mtime_ns)
-        for name in files:
-            path = osp.join(folder, name)
-            out[osp.relpath(path, work_dir)] = (open(path, 'rb').read(),
-                                                os.stat(path).st_mtime_ns)
-    return out
-
-
 @pytest.fixture(scope='module')
 def ten_class_checkpoint(tmp_path_factory) -> str:
     """A checkpoint of the tiny model with 10 classes (the config has 19)."""
@@ -182,7 +167,7 @@ def test_failed_start_leaves_a_finished_run_as_it_was(tmp_path, acdc, ten_class_
         pytest.skip('needs a machine without CUDA')
     work_dir = str(tmp_path / 'w')
     run_tta(load_tta_config(TINY_CONFIG, work_dir, tiny_options(acdc, **ONE_DOMAIN)))
-    before = _snapshot(work_dir)
+    before = snapshot(work_dir)
     assert json.loads(before['run.json'][0])['status'] == 'complete'
     print_log('a later message of this process', logger='current', level=logging.WARNING)
     assert osp.basename(TINY_CONFIG) in before and any(k.endswith('.log') for k in before)
@@ -204,7 +189,7 @@ def test_failed_start_leaves_a_finished_run_as_it_was(tmp_path, acdc, ten_class_
     assert named in message and '\n' not in message, message
     # no new timestamp folder, no previous/, the lock file not even taken (another process
     # would write its pid there)
-    assert _snapshot(work_dir) == before
+    assert snapshot(work_dir) == before
     release_lock(hold_lock(osp.join(work_dir, LOCK_FILE)))    # the lock was released
 
 
@@ -215,10 +200,10 @@ def test_resume_of_a_finished_run_reads_only_and_needs_no_data(tmp_path, acdc):
     shutil.copytree(acdc, data)
     options = tiny_options(data, **ONE_DOMAIN)
     summary = run_tta(load_tta_config(TINY_CONFIG, work_dir, options))
-    before = _snapshot(work_dir)
+    before = snapshot(work_dir)
     shutil.rmtree(data)
     assert run_tta(load_tta_config(TINY_CONFIG, work_dir, options, resume=True)) == summary
-    assert {k: v for k, v in _snapshot(work_dir).items() if k != 'run.lock'} == {
+    assert snapshot(work_dir, skip=('run.lock',)) == {
         k: v for k, v in before.items() if k != 'run.lock'}
 
 
